@@ -1,0 +1,1 @@
+"""Observers, features, rule classifiers and reports."""

@@ -1,0 +1,1 @@
+"""Substrates a rule drives (batched rate networks, balanced spiking networks) and tasks."""

@@ -1,0 +1,109 @@
+"""Batched rate networks: K multilayer perceptrons with one architecture, trained together.
+
+Layer l computes z_l = W_l h_{l-1} + b_l and h_l = f(z_l) (the output layer is linear:
+h_L = z_L). Every tensor has a leading replica axis K: W_l is (K, n_l, n_{l-1}) and activity is
+(K, N, n_l), so one `bmm` runs all K networks. Replica k is initialised from its own seed,
+W_l ~ N(0, (s_k g)^2 / n_{l-1}) with g the activation's gain (sqrt 2 for relu), s_k its init
+scale, so a replica does not depend on which others share its batch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+ACTIVATIONS: dict[str, tuple[Callable[[Tensor], Tensor], Callable[[Tensor, Tensor], Tensor], float]]
+ACTIVATIONS = {
+    # name: (f(z), f'(z) given (z, h), init gain)
+    "relu": (torch.relu, lambda z, h: (z > 0).to(z.dtype), math.sqrt(2.0)),
+    "tanh": (torch.tanh, lambda z, h: 1 - h * h, 1.0),
+    "sigmoid": (torch.sigmoid, lambda z, h: h * (1 - h), 1.0),
+    "linear": (lambda z: z, lambda z, h: torch.ones_like(z), 1.0),
+}
+LOSSES = ("cross_entropy", "mse")
+
+
+def loss_and_error(z_out: Tensor, target: Tensor, loss: str) -> tuple[Tensor, Tensor]:
+    """Per-replica mean loss (K,) and per-sample output error e = dL/dz_L (K, N, n_L).
+
+    cross_entropy: L = -mean_n sum_j y_j log softmax(z)_j,  e = softmax(z) - y
+    mse:           L = mean_n 0.5 ||z - y||^2,              e = z - y
+    """
+    if loss == "cross_entropy":
+        logp = torch.log_softmax(z_out, dim=-1)
+        return -(target * logp).sum(-1).mean(-1), logp.exp() - target
+    if loss == "mse":
+        diff = z_out - target
+        return 0.5 * (diff * diff).sum(-1).mean(-1), diff
+    raise ValueError(f"unknown loss '{loss}'; known: {', '.join(LOSSES)}")
+
+
+@dataclass
+class Forward:
+    """Activity of one forward pass: per layer input (pre), pre-activation z, output h."""
+
+    pre: list[Tensor]
+    z: list[Tensor]
+    post: list[Tensor]
+    derivative: list[Tensor]
+
+
+class RateNetwork:
+    """K MLPs of widths `sizes` = [n_in, *hidden, n_out] held as batched tensors."""
+
+    def __init__(self, sizes: list[int], activation: str = "relu", bias: bool = True,
+                 seeds: list[int] | None = None, init_scale: Tensor | float = 1.0,
+                 dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"):
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation '{activation}'; known: {', '.join(ACTIVATIONS)}")
+        seeds = list(seeds if seeds is not None else [0])
+        self.sizes, self.activation, self.bias = list(sizes), activation, bias
+        self.K, self.dtype, self.device = len(seeds), dtype, torch.device(device)
+        self.f, self.fprime, gain = ACTIVATIONS[activation]
+        scale = torch.as_tensor(init_scale, dtype=torch.float64).expand(self.K)
+        gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        self.weights: list[Tensor] = []
+        self.biases: list[Tensor] = []
+        for l, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            g = gain if l < len(sizes) - 2 else 1.0
+            w = torch.stack([torch.randn(n_out, n_in, generator=gk, dtype=torch.float64)
+                             for gk in gens])
+            w = w * (scale * g / math.sqrt(n_in)).view(-1, 1, 1)
+            self.weights.append(w.to(dtype=dtype, device=self.device))
+            self.biases.append(torch.zeros(self.K, n_out, dtype=dtype, device=self.device))
+        # generators continue to be used by rules (feedback matrices) after the weights
+        self.generators = gens
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.weights)
+
+    def forward(self, x: Tensor) -> Forward:
+        """x: (K, N, n_in) -> per-layer activity, each (K, N, n_l)."""
+        pre, zs, posts, ders = [], [], [], []
+        h = x
+        for l, (w, b) in enumerate(zip(self.weights, self.biases)):
+            pre.append(h)
+            z = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2)) if self.bias \
+                else torch.bmm(h, w.transpose(1, 2))
+            last = l == self.n_layers - 1
+            h = z if last else self.f(z)
+            zs.append(z)
+            posts.append(h)
+            ders.append(torch.ones_like(z) if last else self.fprime(z, h))
+        return Forward(pre, zs, posts, ders)
+
+    def output(self, x: Tensor) -> Tensor:
+        """Output pre-activation z_L only (no per-layer bookkeeping)."""
+        h = x
+        for l, (w, b) in enumerate(zip(self.weights, self.biases)):
+            h = torch.bmm(h, w.transpose(1, 2))
+            if self.bias:
+                h = h + b.unsqueeze(1)
+            if l < self.n_layers - 1:
+                h = self.f(h)
+        return h

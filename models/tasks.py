@@ -1,0 +1,171 @@
+"""Tasks the networks learn: real data (digits, MNIST) and synthetic problems with known answers.
+
+A task is data plus a loss: `x_train (n, d)`, `y_train`, `x_test`, `y_test`, float tensors;
+classification targets are one-hot, with integer labels in `labels_*`. Each task's data is fixed
+by its own `seed` parameter, so all replicas of a run see the same data.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from lrsim.errors import ConfigError
+from lrsim.registry import Param, Registry
+
+
+@dataclass
+class Task:
+    name: str
+    x_train: Tensor
+    y_train: Tensor
+    x_test: Tensor
+    y_test: Tensor
+    loss: str  # "cross_entropy" | "mse"
+    labels_train: Tensor | None = None
+    labels_test: Tensor | None = None
+
+    @property
+    def n_in(self) -> int:
+        return self.x_train.shape[1]
+
+    @property
+    def n_out(self) -> int:
+        return self.y_train.shape[1]
+
+    @property
+    def classification(self) -> bool:
+        return self.labels_train is not None
+
+
+tasks: Registry[Task] = Registry("task")
+
+_SEED = Param(0, "seed of the data (split, sampling)", low=0, high=2**31 - 1)
+_TEST = Param(0.2, "fraction held out for testing", low=0.0, high=1.0, low_open=True,
+              high_open=True)
+
+
+def _classification(name: str, x: np.ndarray, labels: np.ndarray, n_classes: int,
+                    test_fraction: float, seed: int, loss: str = "cross_entropy") -> Task:
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(x))
+    n_test = max(1, int(round(test_fraction * len(x))))
+    test, train = order[:n_test], order[n_test:]
+    return _split_task(name, x[train], labels[train], x[test], labels[test], n_classes, loss)
+
+
+def _split_task(name, x_tr, l_tr, x_te, l_te, n_classes, loss) -> Task:
+    eye = np.eye(n_classes)
+    t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float64)  # noqa: E731
+    return Task(name, t(x_tr), t(eye[l_tr]), t(x_te), t(eye[l_te]), loss,
+                torch.as_tensor(l_tr, dtype=torch.long), torch.as_tensor(l_te, dtype=torch.long))
+
+
+@tasks.register("digits", params={"seed": _SEED, "test_fraction": _TEST})
+def digits(seed: int = 0, test_fraction: float = 0.2) -> Task:
+    """scikit-learn's bundled 8x8 handwritten digits (1,797 images, 10 classes), pixels / 16."""
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    return _classification("digits", data.data / 16.0, data.target, 10, test_fraction, seed)
+
+
+@tasks.register("gaussian_mixture", params={
+    "seed": _SEED, "test_fraction": _TEST,
+    "classes": Param(4, low=2, high=1000), "dim": Param(20, low=1, high=100000),
+    "samples": Param(2000, low=10, high=10**7),
+    "separation": Param(3.0, "distance of class means in units of the noise std", low=0.0)})
+def gaussian_mixture(seed=0, test_fraction=0.2, classes=4, dim=20, samples=2000,
+                     separation=3.0) -> Task:
+    """Classes drawn from isotropic Gaussians with random means at the given separation."""
+    rng = np.random.default_rng(seed)
+    means = rng.standard_normal((classes, dim))
+    means *= separation / np.sqrt(2 * dim)  # expected distance between two means ~ separation
+    labels = rng.integers(0, classes, samples)
+    x = means[labels] + rng.standard_normal((samples, dim))
+    return _classification("gaussian_mixture", x, labels, classes, test_fraction, seed)
+
+
+@tasks.register("teacher_student", params={
+    "seed": _SEED, "test_fraction": _TEST,
+    "dim": Param(20, low=1, high=100000), "outputs": Param(5, low=1, high=100000),
+    "teacher_hidden": Param(32, low=1, high=100000), "samples": Param(2000, low=10, high=10**7),
+    "noise": Param(0.0, "std of label noise", low=0.0)})
+def teacher_student(seed=0, test_fraction=0.2, dim=20, outputs=5, teacher_hidden=32,
+                    samples=2000, noise=0.0) -> Task:
+    """Regression on a random one-hidden-layer tanh teacher: y = W2 tanh(W1 x) + noise (mse)."""
+    rng = np.random.default_rng(seed)
+    w1 = rng.standard_normal((teacher_hidden, dim)) / math.sqrt(dim)
+    w2 = rng.standard_normal((outputs, teacher_hidden)) / math.sqrt(teacher_hidden)
+    x = rng.standard_normal((samples, dim))
+    y = np.tanh(x @ w1.T) @ w2.T + noise * rng.standard_normal((samples, outputs))
+    n_test = max(1, int(round(test_fraction * samples)))
+    t = lambda a: torch.as_tensor(a, dtype=torch.float64)  # noqa: E731
+    return Task("teacher_student", t(x[n_test:]), t(y[n_test:]), t(x[:n_test]), t(y[:n_test]),
+                "mse")
+
+
+# ---------------------------------------------------------------------------------------------
+# MNIST from IDX files on a local path (no download at run time)
+
+_IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_MNIST_FILES = {"train_images": "train-images-idx3-ubyte", "train_labels": "train-labels-idx1-ubyte",
+                "test_images": "t10k-images-idx3-ubyte", "test_labels": "t10k-labels-idx1-ubyte"}
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (LeCun's MNIST format), optionally gzipped."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        raw = fh.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
+        raise ConfigError(f"{path} is not an IDX file (bad magic number)")
+    ndim = raw[3]
+    dims = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
+    dtype = np.dtype(_IDX_TYPES[raw[2]])
+    body = np.frombuffer(raw, dtype=dtype, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(dims)):
+        raise ConfigError(f"{path} is truncated: expected {int(np.prod(dims))} values, "
+                          f"found {body.size}")
+    return body.reshape(dims)
+
+
+def _find(root: Path, stem: str) -> Path:
+    for cand in (root / stem, root / (stem + ".gz"), root / stem.replace("-idx", ".idx")):
+        if cand.is_file():
+            return cand
+    raise ConfigError(f"task 'mnist': file '{stem}' (or '{stem}.gz') not found in {root}; "
+                      f"the directory must hold {', '.join(_MNIST_FILES.values())}")
+
+
+@tasks.register("mnist", params={
+    "path": Param("", "directory holding the four MNIST IDX files"),
+    "train_samples": Param(0, "use the first n training images (0 = all)", low=0),
+    "test_samples": Param(0, "use the first n test images (0 = all)", low=0), "seed": _SEED})
+def mnist(path: str = "", train_samples: int = 0, test_samples: int = 0, seed: int = 0) -> Task:
+    """MNIST (or any IDX dataset of that layout) from a local directory; pixels / 255."""
+    if not path:
+        raise ConfigError("task 'mnist' needs 'path': a local directory with the IDX files "
+                          f"{', '.join(_MNIST_FILES.values())}")
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise ConfigError(f"task 'mnist': path '{root}' is not a directory")
+    arrays = {k: read_idx(_find(root, v)) for k, v in _MNIST_FILES.items()}
+    x_tr = arrays["train_images"].reshape(len(arrays["train_images"]), -1) / 255.0
+    x_te = arrays["test_images"].reshape(len(arrays["test_images"]), -1) / 255.0
+    l_tr, l_te = arrays["train_labels"].astype(int), arrays["test_labels"].astype(int)
+    if len(x_tr) != len(l_tr) or len(x_te) != len(l_te):
+        raise ConfigError(f"task 'mnist': image and label counts differ in {root}")
+    if train_samples:
+        x_tr, l_tr = x_tr[:train_samples], l_tr[:train_samples]
+    if test_samples:
+        x_te, l_te = x_te[:test_samples], l_te[:test_samples]
+    n_classes = int(max(l_tr.max(), l_te.max())) + 1
+    return _split_task("mnist", x_tr, l_tr, x_te, l_te, n_classes, "cross_entropy")

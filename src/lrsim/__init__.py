@@ -1,0 +1,22 @@
+"""lrsim: virtual experiments on biologically plausible learning rules."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("lrsim")
+except PackageNotFoundError:  # running from a source tree without installation
+    __version__ = "0.0.0+local"
+
+from lrsim.errors import ConfigError, LrsimError  # noqa: E402
+
+
+def open_scan(path):  # noqa: ANN001, ANN201
+    """Open a run store (folder of per-run netCDF files) as one Dataset with a `run` dimension."""
+    from lrsim.store import open_scan as _open
+
+    return _open(path)
+
+
+__all__ = ["ConfigError", "LrsimError", "__version__", "open_scan"]

@@ -1,0 +1,9 @@
+"""The one exception users see: a message naming the problem and what is allowed."""
+
+
+class LrsimError(Exception):
+    """Bad input or a failed run, stated in one line. The CLI prints it without a traceback."""
+
+
+class ConfigError(LrsimError):
+    """An experiment file or parameter that cannot be accepted (unknown key, value out of range)."""
