@@ -116,8 +116,10 @@ def teacher_student(seed=0, test_fraction=0.2, dim=20, outputs=5, teacher_hidden
 # MNIST from IDX files on a local path (no download at run time)
 
 _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-_MNIST_FILES = {"train_images": "train-images-idx3-ubyte", "train_labels": "train-labels-idx1-ubyte",
-                "test_images": "t10k-images-idx3-ubyte", "test_labels": "t10k-labels-idx1-ubyte"}
+_MNIST_FILES = {"train_images": "train-images-idx3-ubyte",
+                "train_labels": "train-labels-idx1-ubyte",
+                "test_images": "t10k-images-idx3-ubyte",
+                "test_labels": "t10k-labels-idx1-ubyte"}
 
 
 def read_idx(path: Path) -> np.ndarray:

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import torch
-
 from lrsim.rules.base import Rule, Signals, State, register
 
 

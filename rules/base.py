@@ -2,10 +2,10 @@
 
 A rule is a small object in three-factor form (DESIGN.md, RULES.md):
 
-    credit(state, s)            -> m_l per layer       the modulator: how the output error (or the
-                                                       post activity, for Hebbian rules) reaches layer l
-    plasticity(state, s, m)     -> (gW_l, gb_l)        the synapse's learning term from what it can see
-    feedback(state, s, m, steps, lr) -> state          the update of learned feedback weights B_l
+    credit(state, s)         -> m_l per layer    the modulator: how the output error (or the
+                                                 post activity, for Hebbian rules) reaches layer l
+    plasticity(state, s, m)  -> (gW_l, gb_l)     the synapse's learning term from what it sees
+    feedback(state, s, m, steps, lr) -> state    the update of learned feedback weights B_l
 
 Sign convention: every learning term is *gradient-like*; the substrate applies
 W <- W - lr * (opt(gW) + (decay + weight_decay) * W), with `opt` the optimizer's transform

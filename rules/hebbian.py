@@ -14,9 +14,9 @@ to the target (y = t), so the readout learns class templates by the same equatio
 from __future__ import annotations
 
 import torch
+from lrsim.rules.base import Rule, Signals, State, batch_mean_outer, register
 
 from lrsim.registry import Param
-from lrsim.rules.base import Rule, Signals, State, batch_mean_outer, register
 
 _SUPERVISED = Param(True, "clamp the output layer to the target (else it does not learn)")
 

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lrsim.config import Experiment, Replica, replicas as default_replicas
+from lrsim.config import Experiment, Replica
+from lrsim.config import replicas as default_replicas
 from lrsim.errors import LrsimError
 from lrsim.models.rate import RateNetwork, loss_and_error
 from lrsim.models.tasks import Task, tasks

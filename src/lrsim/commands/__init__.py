@@ -1,0 +1,1 @@
+"""One module per `lrsim` subcommand; each exposes `add(subparsers)`."""

@@ -1,0 +1,37 @@
+"""`lrsim rules`: every registered rule with family, locality, substrates, hyperparameters."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add(sub: argparse._SubParsersAction) -> None:
+    r = sub.add_parser("rules", help="list rules: family, locality, substrates, hyperparameters")
+    r.add_argument("--json", action="store_true", help="print as JSON")
+    r.set_defaults(func=cmd_rules)
+
+
+def cmd_rules(args: argparse.Namespace) -> int:
+    from lrsim.rules import rules
+
+    rows = []
+    for name in rules.names():
+        e = rules.entry(name)
+        hp = ", ".join(f"{k}={p.default!r} {p.describe()}" for k, p in e.params.items()) or "-"
+        rows.append({"name": name, "family": e.info["family"], "locality": e.info["locality"],
+                     "substrates": list(e.info["substrates"]),
+                     "signals": sorted(e.info["signals"]),
+                     "hyperparameters": {k: {"default": p.default, "allowed": p.describe(),
+                                             "doc": p.doc} for k, p in e.params.items()},
+                     "summary": e.doc.splitlines()[0] if e.doc else "",
+                     "_hp": hp})
+    if args.json:
+        print(json.dumps([{k: v for k, v in r.items() if k != "_hp"} for r in rows], indent=2))
+        return 0
+    w = max(len(r["name"]) for r in rows)
+    print(f"{'rule':<{w}}  {'family':<18} {'locality':<17} {'substrates':<13} hyperparameters")
+    for r in rows:
+        print(f"{r['name']:<{w}}  {r['family']:<18} {r['locality']:<17} "
+              f"{','.join(r['substrates']):<13} {r['_hp']}")
+    return 0
