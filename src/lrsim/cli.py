@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from lrsim.errors import LrsimError
 
-COMMANDS = ["rules", "run"]
+COMMANDS = ["rules", "run", "scan"]
 
 
 def build_parser() -> argparse.ArgumentParser:
