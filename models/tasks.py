@@ -52,29 +52,39 @@ _TEST = Param(0.2, "fraction held out for testing", low=0.0, high=1.0, low_open=
               high_open=True)
 
 
+_CENTER = Param(False, "subtract the training set's mean input (Hebbian rules then find "
+                       "the principal components rather than the mean)")
+
+
 def _classification(name: str, x: np.ndarray, labels: np.ndarray, n_classes: int,
-                    test_fraction: float, seed: int, loss: str = "cross_entropy") -> Task:
+                    test_fraction: float, seed: int, loss: str = "cross_entropy",
+                    center: bool = False) -> Task:
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(x))
     n_test = max(1, int(round(test_fraction * len(x))))
     test, train = order[:n_test], order[n_test:]
-    return _split_task(name, x[train], labels[train], x[test], labels[test], n_classes, loss)
+    return _split_task(name, x[train], labels[train], x[test], labels[test], n_classes, loss,
+                       center)
 
 
-def _split_task(name, x_tr, l_tr, x_te, l_te, n_classes, loss) -> Task:
+def _split_task(name, x_tr, l_tr, x_te, l_te, n_classes, loss, center=False) -> Task:
+    if center:
+        mean = x_tr.mean(axis=0)
+        x_tr, x_te = x_tr - mean, x_te - mean
     eye = np.eye(n_classes)
     t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float64)  # noqa: E731
     return Task(name, t(x_tr), t(eye[l_tr]), t(x_te), t(eye[l_te]), loss,
                 torch.as_tensor(l_tr, dtype=torch.long), torch.as_tensor(l_te, dtype=torch.long))
 
 
-@tasks.register("digits", params={"seed": _SEED, "test_fraction": _TEST})
-def digits(seed: int = 0, test_fraction: float = 0.2) -> Task:
+@tasks.register("digits", params={"seed": _SEED, "test_fraction": _TEST, "center": _CENTER})
+def digits(seed: int = 0, test_fraction: float = 0.2, center: bool = False) -> Task:
     """scikit-learn's bundled 8x8 handwritten digits (1,797 images, 10 classes), pixels / 16."""
     from sklearn.datasets import load_digits
 
     data = load_digits()
-    return _classification("digits", data.data / 16.0, data.target, 10, test_fraction, seed)
+    return _classification("digits", data.data / 16.0, data.target, 10, test_fraction, seed,
+                           center=center)
 
 
 @tasks.register("gaussian_mixture", params={
@@ -150,8 +160,10 @@ def _find(root: Path, stem: str) -> Path:
 @tasks.register("mnist", params={
     "path": Param("", "directory holding the four MNIST IDX files"),
     "train_samples": Param(0, "use the first n training images (0 = all)", low=0),
-    "test_samples": Param(0, "use the first n test images (0 = all)", low=0), "seed": _SEED})
-def mnist(path: str = "", train_samples: int = 0, test_samples: int = 0, seed: int = 0) -> Task:
+    "test_samples": Param(0, "use the first n test images (0 = all)", low=0), "seed": _SEED,
+    "center": _CENTER})
+def mnist(path: str = "", train_samples: int = 0, test_samples: int = 0, seed: int = 0,
+          center: bool = False) -> Task:
     """MNIST (or any IDX dataset of that layout) from a local directory; pixels / 255."""
     if not path:
         raise ConfigError("task 'mnist' needs 'path': a local directory with the IDX files "
@@ -170,4 +182,4 @@ def mnist(path: str = "", train_samples: int = 0, test_samples: int = 0, seed: i
     if test_samples:
         x_te, l_te = x_te[:test_samples], l_te[:test_samples]
     n_classes = int(max(l_tr.max(), l_te.max())) + 1
-    return _split_task("mnist", x_tr, l_tr, x_te, l_te, n_classes, "cross_entropy")
+    return _split_task("mnist", x_tr, l_tr, x_te, l_te, n_classes, "cross_entropy", center)

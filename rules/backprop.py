@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import torch
+
 from lrsim.rules.base import Rule, Signals, State, register
 
 

@@ -12,10 +12,10 @@ All three use the three-factor synapse update gW_l = delta_l^T h_{l-1} / N.
 from __future__ import annotations
 
 import torch
-from lrsim.rules.backprop import propagate
-from lrsim.rules.base import Rule, Signals, State, random_feedback, register
 
 from lrsim.registry import Param
+from lrsim.rules.backprop import propagate
+from lrsim.rules.base import Rule, Signals, State, random_feedback, register
 
 
 class _FixedFeedback(Rule):

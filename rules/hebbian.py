@@ -14,9 +14,9 @@ to the target (y = t), so the readout learns class templates by the same equatio
 from __future__ import annotations
 
 import torch
-from lrsim.rules.base import Rule, Signals, State, batch_mean_outer, register
 
 from lrsim.registry import Param
+from lrsim.rules.base import Rule, Signals, State, batch_mean_outer, register
 
 _SUPERVISED = Param(True, "clamp the output layer to the target (else it does not learn)")
 
@@ -72,7 +72,10 @@ class Sanger(_Hebbian):
     params = {"supervised": _SUPERVISED}
 
     def correction(self, state, s, l, y):
-        yy = torch.tril(torch.einsum("kni,knj->kij", y, y) / y.shape[1])
+        n = y.shape[-1]
+        idx = torch.arange(n, device=y.device)
+        lower = (idx.unsqueeze(1) >= idx.unsqueeze(0)).to(y.dtype)  # LT(.) as a mask
+        yy = torch.einsum("kni,knj->kij", y, y) / y.shape[1] * lower
         return torch.bmm(yy, s.own_weights[l])
 
 
@@ -82,21 +85,26 @@ class BCM(_Hebbian):
     `tau` steps)."""
 
     name = "bcm"
-    params = {"tau": Param(100.0, "steps over which theta averages y^2", low=1.0, high=1e6),
+    params = {"tau": Param(10.0, "steps over which theta averages y^2", low=1.0, high=1e6),
               "decay": Param(0.0, "lambda: weight decay", low=0.0, high=100.0),
               "supervised": _SUPERVISED}
 
     def init(self, weights, generators) -> State:
-        return {"theta": [torch.zeros_like(w[:, :, 0]) for w in weights[:-1]]}
+        return {"theta": None}  # set from the first batch's <y^2>
+
+    def _theta(self, state: State, s: Signals) -> list[torch.Tensor]:
+        if state["theta"] is None:
+            return [(s.post[l] ** 2).mean(1) for l in range(s.n_layers - 1)]
+        return state["theta"]
 
     def credit(self, state: State, s: Signals) -> list[torch.Tensor]:
         m = super().credit(state, s)
-        for l, theta in enumerate(state["theta"]):
+        for l, theta in enumerate(self._theta(state, s)):
             m[l] = m[l] * (m[l] - theta.unsqueeze(1))
         return m
 
     def feedback(self, state, s, m, steps, lr) -> State:
         """The threshold slides towards the recent mean of y^2."""
         theta = [t + ((s.post[l] ** 2).mean(1) - t) / self.tau
-                 for l, t in enumerate(state["theta"])]
+                 for l, t in enumerate(self._theta(state, s))]
         return {**state, "theta": theta}
