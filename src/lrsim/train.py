@@ -224,11 +224,15 @@ def train(exp: Experiment, reps: list[Replica] | None = None,
     test_loss, test_acc = evaluate(net, task, task.x_test, task.y_test, task.labels_test)
     status = ["diverged" if d is not None else "ok" for d in ctx.diverged_step]
     align = alignment_angles(rule, state, net.weights).numpy()
+    final = [train_loss.cpu().numpy(), test_loss.cpu().numpy(),
+             None if test_acc is None else test_acc.cpu().numpy()]
     for k, d in enumerate(ctx.diverged_step):
-        if d is not None:
+        if d is not None:  # a diverged replica has no final figures
             align[k] = np.nan
-    return TrainResult(reps, train_loss.cpu().numpy(), test_loss.cpu().numpy(),
-                       None if test_acc is None else test_acc.cpu().numpy(), status,
+            for arr in final:
+                if arr is not None:
+                    arr[k] = np.nan
+    return TrainResult(reps, final[0], final[1], final[2], status,
                        ctx.diverged_step, align, ctx)
 
 
