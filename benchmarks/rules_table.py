@@ -1,0 +1,135 @@
+"""Measure every registered rule on digits and print (or write) the README's rules table.
+
+For each rule that runs on the rate substrate: one experiment of 5 replicas (seeds 0..4) with
+the default setup (digits, hidden [64, 64], relu, sgd lr 0.05, batch 32, 3000 steps, float32,
+CPU) and the rule's default hyperparameters; reports test accuracy mean +- sd over the seeds and
+the final angle(B_l, W_l^T) per layer (mean over seeds) for rules with feedback matrices.
+
+    .venv/bin/python benchmarks/rules_table.py                   # print the table
+    .venv/bin/python benchmarks/rules_table.py --write-readme    # and replace it in README.md
+    .venv/bin/python benchmarks/rules_table.py --rules kolen_pollack,backprop --jobs 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+START, END = "<!-- rules-table:start -->", "<!-- rules-table:end -->"
+COMMAND = ".venv/bin/python benchmarks/rules_table.py --write-readme"
+SEEDS, STEPS = 5, 3000
+
+EQUATIONS = {
+    "backprop": "delta_l = (W_{l+1}^T delta_{l+1}) * f'(z_l)",
+    "feedback_alignment": "delta_l = (B_{l+1} delta_{l+1}) * f'(z_l), B fixed random",
+    "direct_feedback_alignment": "delta_l = (D_l e) * f'(z_l), D_l fixed random",
+    "sign_symmetry": "B_{l+1} = sign(W_{l+1})^T mean|W_{l+1}|",
+    "kolen_pollack": "dB = -lr (step_W^T + lambda B), W gets the same decay lambda",
+    "weight_mirror": "x ~ N(0, s^2), y = W x: dB = eta_B (x y^T - lambda_B B)",
+    "symmetric_alignment": "dB = -lr (2 alpha B - beta W^T)",
+    "activation_alignment": "dB = -lr Sigma_x (2 alpha B - beta W^T)",
+    "information_alignment": "dB = -lr (-alpha C_xy + beta B C_yy + gamma B)",
+    "four_synapse": "dW = -lr ((U g) h^T + lambda W), dB = -lr ((V h) g^T + lambda B)",
+    "hebb": "dW = eta (y x^T - lambda W)",
+    "oja": "dW = eta (y x^T - diag(y^2) W)",
+    "sanger": "dW = eta (y x^T - LT(y y^T) W)",
+    "bcm": "dW = eta y (y - theta) x^T, theta <- <y^2>",
+}
+
+
+def measure(name: str) -> dict:
+    """Train `name` on digits with 5 seeds in one batched run; accuracy and final angles."""
+    import torch
+
+    from lrsim.config import parse
+    from lrsim.train import train
+
+    torch.set_num_threads(1)
+    exp = parse({"name": f"rules-table-{name}", "seed": 0, "device": "cpu",
+                 "rule": {"name": name}, "train": {"steps": STEPS, "replicas": SEEDS}})
+    t0 = time.perf_counter()
+    result = train(exp)
+    acc = np.asarray(result.test_accuracy, dtype=float)
+    ok = np.array([s == "ok" for s in result.status])
+    angles = result.alignment_deg[ok] if ok.any() else result.alignment_deg
+    with np.errstate(all="ignore"):
+        mean_angle = np.nanmean(angles, axis=0) if not np.all(np.isnan(angles)) else None
+    return {"rule": name, "acc_mean": float(acc.mean()), "acc_sd": float(acc.std(ddof=1)),
+            "diverged": int((~ok).sum()),
+            "angles": None if mean_angle is None else [None if np.isnan(a) else float(a)
+                                                       for a in mean_angle],
+            "seconds": time.perf_counter() - t0}
+
+
+def table(rows: list[dict]) -> str:
+    """The markdown table and the command that produced it."""
+    from lrsim.rules import rules
+
+    lines = [
+        "Digits (sklearn 8x8, 20% held out), hidden [64, 64] relu, sgd lr 0.05, batch 32, "
+        f"{STEPS} steps, default hyperparameters (`lrsim rules`), seeds 0-{SEEDS - 1} trained "
+        "together in one run; accuracy is mean +- sd over the seeds, the angle is "
+        "angle(B_l, W_l^T) at the end per layer l = 2..L (mean over seeds).",
+        f"Produced by `{COMMAND}`.",
+        "",
+        "| rule | family | equation | locality | digits test acc | final angle (deg) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        info = rules.entry(r["rule"]).info
+        eq = EQUATIONS.get(r["rule"], rules.entry(r["rule"]).doc.splitlines()[0])
+        acc = f"{r['acc_mean']:.4f} ± {r['acc_sd']:.4f}"
+        if r["diverged"]:
+            acc += f" ({r['diverged']} diverged)"
+        ang = "-" if not r["angles"] else ", ".join(f"{a:.1f}" for a in r["angles"]
+                                                    if a is not None)
+        lines.append(f"| `{r['rule']}` | {info['family']} | `{eq}` | {info['locality']} | "
+                     f"{acc} | {ang or '-'} |")
+    return "\n".join(lines)
+
+
+def write_readme(text: str, path: Path = README) -> None:
+    """Replace what lies between the rules-table markers of README.md, keeping the rest."""
+    doc = path.read_text()
+    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), re.S)
+    block = f"{START}\n{text}\n{END}"
+    path.write_text(pattern.sub(lambda _: block, doc, count=1))
+
+
+def main() -> None:
+    from lrsim.rules import rules
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rules", help="comma-separated subset (default: every rate rule)")
+    parser.add_argument("--jobs", type=int, default=2, help="rules measured in parallel")
+    parser.add_argument("--write-readme", action="store_true", help="replace the README table")
+    parser.add_argument("--json", help="also write the measurements to this JSON file")
+    parser.add_argument("--extra", help="markdown appended below the table (file)")
+    args = parser.parse_args()
+    names = args.rules.split(",") if args.rules else [
+        n for n in rules.names() if "rate" in rules.entry(n).info["substrates"]]
+    order = {n: i for i, n in enumerate(EQUATIONS)}
+    names.sort(key=lambda n: (order.get(n, len(order)), n))
+    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        rows = list(pool.map(measure, names))
+    for r in rows:
+        print(f"# {r['rule']}: {r['seconds']:.0f} s", flush=True)
+    text = table(rows)
+    if args.extra:
+        text += "\n\n" + Path(args.extra).read_text().strip()
+    print(text)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    if args.write_readme:
+        write_readme(text)
+
+
+if __name__ == "__main__":
+    main()
