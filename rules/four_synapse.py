@@ -62,9 +62,9 @@ class FourSynapse(_FixedFeedback):
         "variant": Param("self_assembling", "wired: U = V = I; self_assembling: random, plastic",
                          choices=VARIANTS),
         "decay": Param(0.02, "lambda: decay of W and B", low=0.0, high=100.0),
-        "pairing_lr": Param(0.01, "eta_c: learning rate of U and V in the pairing phase",
+        "pairing_lr": Param(0.05, "eta_c: learning rate of U and V in the pairing phase",
                             low=0.0, high=1.0, low_open=True),
-        "pairing_noise": Param(1.0, "rho: private noise std of a unit relative to the "
+        "pairing_noise": Param(0.5, "rho: private noise std of a unit relative to the "
                                     "column's shared drive", low=0.0, high=100.0),
         "pairing_batch": Param(32, "samples per pairing phase", low=1, high=100_000),
     }
