@@ -93,7 +93,10 @@ def measure(name: str) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # layers without B: all-NaN columns
         mean_angle = np.nanmean(angles, axis=0) if not np.all(np.isnan(angles)) else None
-    return {"rule": name, "acc_mean": float(acc.mean()), "acc_sd": float(acc.std(ddof=1)),
+    good = acc[ok]
+    return {"rule": name, "accuracy": [float(a) for a in acc],
+            "acc_mean": float(good.mean()) if ok.any() else None,
+            "acc_sd": float(good.std(ddof=1)) if ok.sum() > 1 else None,
             "diverged": int((~ok).sum()),
             "angles": None if mean_angle is None else [None if np.isnan(a) else float(a)
                                                        for a in mean_angle],
@@ -108,8 +111,10 @@ def table(rows: list[dict]) -> str:
         "Digits (sklearn 8x8, 20% held out), hidden [64, 64] relu, sgd lr 0.05, batch 32, "
         f"{STEPS} steps, default hyperparameters (`lrsim rules`), seeds 0-{SEEDS - 1} trained "
         "together in one run; accuracy is mean +- sd over the seeds, the angle is "
-        "angle(B_l, W_l^T) at the end per layer l = 2..L (mean over seeds).",
-        f"Produced by `{COMMAND}`.",
+        "angle(B_l, W_l^T) at the end per layer l = 2..L (mean over seeds). A replica whose "
+        "loss became non-finite counts as diverged.",
+        f"Produced by `{COMMAND}`; each row is the same run as `lrsim run "
+        "experiments/demo.toml` with `[rule] name` set to the rule.",
         "",
         "| rule | family | equation | locality | digits test acc | final angle (deg) |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -117,9 +122,13 @@ def table(rows: list[dict]) -> str:
     for r in rows:
         info = rules.entry(r["rule"]).info
         eq = EQUATIONS.get(r["rule"], rules.entry(r["rule"]).doc.splitlines()[0])
-        acc = f"{r['acc_mean']:.4f} ± {r['acc_sd']:.4f}"
-        if r["diverged"]:
-            acc += f" ({r['diverged']} diverged)"
+        eq = eq.replace("|", "\\|")  # a pipe would end the table cell, even in code
+        if r["acc_mean"] is None:
+            acc = f"diverged ({r['diverged']}/{SEEDS})"
+        else:
+            acc = f"{r['acc_mean']:.4f} ± {r['acc_sd'] or 0:.4f}"
+        if r["acc_mean"] is not None and r["diverged"]:
+            acc += f" ({r['diverged']}/{SEEDS} diverged, mean of the others)"
         ang = "-" if not r["angles"] else ", ".join(f"{a:.1f}" for a in r["angles"]
                                                     if a is not None)
         lines.append(f"| `{r['rule']}` | {info['family']} | `{eq}` | {info['locality']} | "
