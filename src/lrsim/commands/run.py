@@ -1,9 +1,22 @@
-"""`lrsim run FILE`: one experiment, in-process, with a progress bar."""
+"""`lrsim run FILE [--out DIR]`: one experiment, in-process, with a progress bar.
+
+With `--out DIR`, the trajectories are written as one netCDF file per replica
+(`DIR/<run_id>.nc`, see `lrsim.store`) plus a copy of the experiment file
+(`DIR/experiment.toml`). The file and DIR are checked before training; on bad input nothing is
+written.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
+from pathlib import Path
+
+from lrsim.errors import LrsimError
+
+EXPERIMENT_COPY = "experiment.toml"
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -11,6 +24,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     r.add_argument("file", help="experiment file (TOML)")
     r.add_argument("--json", action="store_true", help="print the per-run summary as JSON")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--out", metavar="DIR", default=None,
+                   help="write one trajectory file per replica (netCDF) into DIR")
     r.set_defaults(func=cmd_run)
 
 
@@ -37,6 +52,48 @@ def cmd_run(args: argparse.Namespace) -> int:
     from lrsim.experiment import run_experiment
 
     exp = load(args.file)
-    outcome = run_experiment(exp, progress=not args.json and not args.quiet)
+    out = Path(args.out).expanduser() if args.out else None
+    if out is not None:
+        check_writable(out)
+    outcome = run_experiment(exp, observe=out is not None,
+                             progress=not args.json and not args.quiet)
+    if out is not None:
+        written = write_outputs(outcome.datasets, Path(args.file), out)
+        if not args.json:
+            print(f"wrote {len(written)} run file(s) and {EXPERIMENT_COPY} to {out}")
     _print_runs(outcome.summaries, args.json)
     return 0 if all(s["status"] != "failed" for s in outcome.summaries) else 1
+
+
+def check_writable(out: Path) -> None:
+    """Refuse (LrsimError) an output folder that cannot be created or written, creating
+    nothing: DIR must be a writable folder, or not exist under a writable folder."""
+    if out.exists():
+        if not out.is_dir():
+            raise LrsimError(f"--out '{out}' exists and is not a directory")
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise LrsimError(f"--out '{out}' is not writable")
+        return
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise LrsimError(f"--out '{out}' cannot be created: '{parent}' is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise LrsimError(f"--out '{out}' cannot be created: '{parent}' is not writable")
+
+
+def write_outputs(datasets: list, experiment_file: Path, out: Path) -> list[Path]:
+    """One file per run (`lrsim.store.write_run`) and the experiment file's copy, each
+    written to a temporary name and renamed."""
+    from lrsim.store import write_run
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        written = [write_run(ds, out) for ds in datasets]
+        tmp = out / f".{EXPERIMENT_COPY}.tmp-{os.getpid()}"
+        shutil.copyfile(experiment_file, tmp)
+        os.replace(tmp, out / EXPERIMENT_COPY)
+    except OSError as err:
+        raise LrsimError(f"--out '{out}': cannot write: {err.strerror or err}") from None
+    return written
