@@ -40,6 +40,7 @@ import shutil
 import sys
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -481,7 +482,9 @@ def run_job(job: Job, out: str) -> list[dict[str, Any]]:
     from lrsim.experiment import run_experiment
 
     outdir = Path(out)
-    done = finished_runs(outdir)
+    # files appear only by atomic rename, so an existing file is complete (and checking the
+    # job's own runs keeps a job's start O(K), however large the store)
+    done = {r.run_id for r in job.runs if (outdir / f"{r.run_id}.nc").is_file()}
     records = [_done_record(outdir, r) for r in job.runs if r.run_id in done]
     todo = [r for r in job.runs if r.run_id not in done]
     if not todo:
@@ -659,9 +662,13 @@ def _client(workers: int | None, scheduler: str | None) -> Iterator[Any]:
     n = workers or os.cpu_count() or 1
     if n < 1:
         raise ConfigError(f"--workers must be >= 1, got {n}")
-    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                           host="127.0.0.1", dashboard_address=None,
-                           silence_logs=logging.ERROR)
+    with warnings.catch_warnings():
+        # the scheduler's small HTTP endpoint (health, metrics; no dashboard) moves to a free
+        # loopback port when 8787 is taken, e.g. by a second scan: nothing to warn about
+        warnings.filterwarnings("ignore", message="Port .* is already in use")
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                               host="127.0.0.1", dashboard_address=None,
+                               silence_logs=logging.ERROR)
     client = Client(cluster)
     try:
         yield client
@@ -689,6 +696,8 @@ def run_scan(path: Path, out: Path, *, workers: int | None = None,
     group_cap = max_group or scan_spec(exp).max_group or DEFAULT_MAX_GROUP
     if group_cap < 1:
         raise ConfigError(f"--max-group must be >= 1, got {group_cap}")
+    if out.exists() and not out.is_dir():
+        raise LrsimError(f"--out {out} is a file; give a folder for the scan")
     out.mkdir(parents=True, exist_ok=True)
     summary = ScanSummary(out, len(runs))
     with _locked(out):
