@@ -14,7 +14,8 @@ as <.>; lr is the trainer's per-replica learning rate, lambda = `decay`):
                                                                          B's dendrite)
 With U = V = I (`variant = "wired"`) this is Kolen-Pollack with sgd, update for update.
 
-`variant = "self_assembling"`: U_l, V_l start random, N(0, 1/n_l), and learn by Hebbian
+`variant = "self_assembling"`: U_l, V_l start weak and random, N(0, s^2/n_l) with
+s = `cross_init`, and learn by Hebbian
 co-activity of the paired units A_l,i and D_l,i. Pairing is anatomical: in a pairing phase each
 step, the units of one column i share a spontaneous drive xi_i ~ N(0, 1), and each unit adds
 private noise of std rho (`pairing_noise`): a = xi + rho eps_A, d = xi + rho eps_D. Then
@@ -67,10 +68,12 @@ class FourSynapse(_FixedFeedback):
         "pairing_noise": Param(0.5, "rho: private noise std of a unit relative to the "
                                     "column's shared drive", low=0.0, high=100.0),
         "pairing_batch": Param(32, "samples per pairing phase", low=1, high=100_000),
+        "cross_init": Param(0.1, "s: initial U, V ~ N(0, s^2 / n) (self_assembling)", low=0.0,
+                            high=10.0),
     }
 
     def init(self, weights: list[torch.Tensor], generators: list[torch.Generator]) -> State:
-        """B_l as in Kolen-Pollack (same draws); U_l, V_l identity (wired) or N(0, 1/n_l)."""
+        """B_l as in Kolen-Pollack (same draws); U_l, V_l identity (wired) or N(0, s^2/n_l)."""
         state: State = {"B": [None] + [random_feedback(w.transpose(1, 2), generators)
                                        for w in weights[1:]]}
         if self.variant == "wired":
@@ -79,8 +82,9 @@ class FourSynapse(_FixedFeedback):
             return state
         square = [torch.empty(w.shape[0], w.shape[1], w.shape[1], dtype=w.dtype,
                               device=w.device) for w in weights]
-        state["U"] = [random_feedback(q, generators) for q in square]  # on layer l's units
-        state["V"] = [random_feedback(q, generators) for q in square[:-1]] + [None]
+        s = self.cross_init  # weak random cross-stream synapses, on layer l's units
+        state["U"] = [s * random_feedback(q, generators) for q in square]
+        state["V"] = [s * random_feedback(q, generators) for q in square[:-1]] + [None]
         return state
 
     @staticmethod

@@ -25,7 +25,9 @@ information_alignment (Kunin et al. 2020): gradient of alpha amp + beta null + g
     amp = -mean <x, B y>, null = 1/2 mean ||B y||^2, decay = 1/2 ||B||^2:
     B_l <- B_l - lr (-alpha C_xy + beta B_l C_yy + gamma B_l),  C_xy = mean x y^T,
     C_yy = mean y y^T;  fixed point B = alpha C_xy (beta C_yy + gamma I)^-1, the ridge decoder
-    of the layer's input x from its output y.
+    of the layer's input x from its output y. With `centered` (default) x and y are centred
+    over the batch first (covariances: the decoder of fluctuations, which ignores the large
+    mean of relu activity; with raw second moments the mean direction dominates B).
 """
 
 from __future__ import annotations
@@ -154,7 +156,8 @@ class ActivationAlignment(_LearnedFeedback):
 class InformationAlignment(_LearnedFeedback):
     """Information alignment (Kunin et al. 2020): B_l <- B_l - lr (-alpha C_xy + beta B C_yy +
     gamma B) from alpha amp + beta null + gamma decay; B -> alpha C_xy (beta C_yy + gamma)^-1,
-    the ridge decoder of the layer's input x from its output y (local: pre and post only)."""
+    the ridge decoder of the layer's input x from its output y (local: pre and post only);
+    C are batch covariances when `centered`."""
 
     name = "information_alignment"
     locality = "local"
@@ -164,10 +167,14 @@ class InformationAlignment(_LearnedFeedback):
               "beta": Param(0.1, "beta: weight of the null term ||B y||^2 / 2", low=0.0,
                             high=100.0),
               "gamma": Param(0.1, "gamma: weight of the decay term ||B||^2 / 2", low=0.0,
-                             high=100.0)}
+                             high=100.0),
+              "centered": Param(True, "use batch-centred x and y (covariances, not raw "
+                                      "second moments)")}
 
     def b_step(self, b, s, l, step):
         x, y = s.pre[l], s.post[l]
+        if self.centered:
+            x, y = x - x.mean(1, keepdim=True), y - y.mean(1, keepdim=True)
         recon = torch.bmm(y, b.transpose(1, 2))  # B y, (K, N, n_{l-1})
         grad = batch_mean_outer(self.beta * recon - self.alpha * x, y)
         return grad + self.gamma * b

@@ -74,13 +74,14 @@ def _signals(x: torch.Tensor, w: torch.Tensor, y: torch.Tensor | None = None) ->
 
 
 def _known_covariance(k: int, n: int, dim: int, seed: int) -> tuple[torch.Tensor, np.ndarray]:
-    """Inputs whose second moment X^T X / N equals a chosen SPD Sigma exactly."""
+    """Zero-mean inputs whose second moment X^T X / N equals a chosen SPD Sigma exactly."""
     rng = np.random.default_rng(seed)
     a = rng.standard_normal((dim, dim))
     sigma = a @ a.T / dim + 0.3 * np.eye(dim)
     xs = []
     for _ in range(k):
         z = rng.standard_normal((n, dim))
+        z -= z.mean(0)
         white = z @ np.linalg.inv(np.linalg.cholesky(z.T @ z / n)).T  # Z^T Z / N = I
         xs.append(white @ np.linalg.cholesky(sigma).T)
     return torch.tensor(np.stack(xs)), sigma
@@ -128,13 +129,33 @@ def test_activation_alignment_reaches_analytic_fixed_point():
 
 
 def test_information_alignment_reaches_ridge_decoder():
-    """Linear layer y = W x with E[x x^T] = Sigma: B -> alpha Sigma W^T (beta W Sigma W^T +
-    gamma I)^-1, computed with numpy."""
+    """Linear layer y = W x with zero-mean x, E[x x^T] = Sigma: B -> alpha Sigma W^T (beta W
+    Sigma W^T + gamma I)^-1, computed with numpy; the same with raw or centred statistics."""
     alpha, beta, gamma = 0.5, 0.8, 0.2
     x, sigma = _known_covariance(2, 50, 6, 2)
     w = _weights(2, 4, 6, 2)
-    b = _iterate("information_alignment", {"alpha": alpha, "beta": beta, "gamma": gamma},
-                 x, w, 0.1, 4000)
+    for centered in (True, False):
+        b = _iterate("information_alignment", {"alpha": alpha, "beta": beta, "gamma": gamma,
+                                               "centered": centered}, x, w, 0.1, 4000)
+        _check_ridge(b, w, sigma, alpha, beta, gamma)
+
+
+def test_information_alignment_centres_the_statistics():
+    """With centered = true an offset added to x and y does not move the fixed point."""
+    alpha, beta, gamma = 0.5, 0.8, 0.2
+    x, sigma = _known_covariance(2, 50, 6, 4)
+    w = _weights(2, 4, 6, 4)
+    rule = rules.create("information_alignment", alpha=alpha, beta=beta, gamma=gamma)
+    shifted = x + 3.0
+    sig = _signals(shifted, w, y=torch.bmm(x, w.transpose(1, 2)) - 2.0).restrict(rule.signals)
+    state = {"B": [None, torch.zeros(2, 6, 4, dtype=torch.float64)]}
+    lr_t = torch.full((2, 1, 1), 0.1, dtype=torch.float64)
+    for _ in range(4000):
+        state = rule.feedback(state, sig, [sig.output_error] * 2, [w, w], lr_t)
+    _check_ridge(state["B"][1], w, sigma, alpha, beta, gamma)
+
+
+def _check_ridge(b, w, sigma, alpha, beta, gamma) -> None:
     for kk in range(2):
         wk = w[kk].numpy()
         expect = alpha * sigma @ wk.T @ np.linalg.inv(beta * wk @ sigma @ wk.T
