@@ -19,7 +19,9 @@ NeurIPS), with the experimentalist's constraints applied before the statistics
 
     undersampling    units = n: record n units of the layer, drawn once per run from the
                      replica's seed (the same units for the whole run; nested: the n recorded
-                     units are the first n of one random order); 0 = all units
+                     units are the first n of one random order); 0 = all units. n may not
+                     exceed a hidden layer's width (ConfigError); the output layer (the
+                     readout, often only a few units) is recorded whole where n >= its width
     noise            x_obs = x + sigma * rms(x) * eps,  eps ~ N(0, 1) i.i.d. per entry and per
                      measurement, rms(x) = sqrt(mean x^2) over the recorded entries, so the
                      variance statistic rises by sigma^2 rms(x)^2 in expectation
@@ -172,16 +174,18 @@ class RateObserver:
     def start(self, ctx: Any) -> None:
         """Check the request against the network, pick the recorded units, fix the probe batch.
 
-        Raises ConfigError (before any training step) when a unit count exceeds a layer."""
+        Raises ConfigError (before any training step) when a unit count exceeds a hidden
+        layer."""
         net = ctx.net
         widths = net.sizes[1:]
+        hidden = widths[:-1]
         for u in self.units:
-            if u > min(widths):
-                l = int(np.argmin(widths))
+            if u > min(hidden):
+                l = int(np.argmin(hidden))
                 raise ConfigError(
-                    f"observe.units: {u} units exceeds layer 'layer{l + 1}' of width "
-                    f"{widths[l]} (layer widths {', '.join(map(str, widths))}); "
-                    f"use counts <= {min(widths)}, or 0 for all units")
+                    f"observe.units: {u} units exceeds hidden layer 'layer{l + 1}' of width "
+                    f"{hidden[l]} (hidden widths {', '.join(map(str, hidden))}); "
+                    f"use counts <= {min(hidden)}, or 0 for all units")
         if not hasattr(self, "_steps"):
             self.steps(ctx.exp.train.steps)
         k, dev = net.K, ctx.device
@@ -192,7 +196,7 @@ class RateObserver:
         for l, n_l in enumerate(widths):
             orders = [np.random.default_rng([int(s), 2, l]).permutation(n_l) for s in self.seeds]
             order = torch.as_tensor(np.stack(orders), device=dev)
-            self._unit_idx.append([None if u in (0, n_l) else order[:, :u].contiguous()
+            self._unit_idx.append([None if u == 0 or u >= n_l else order[:, :u].contiguous()
                                    for u in self.units])
         self._gens = [torch.Generator(device=dev).manual_seed(int(s) * 1_000_003 + 3)
                       for s in self.seeds]
