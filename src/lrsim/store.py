@@ -6,7 +6,9 @@
     finished_runs(folder)   -> run ids whose files are complete and readable
     open_scan(folder)       -> one xarray.Dataset with a `run` dimension (coordinate: run ids);
                                every per-run attribute becomes a coordinate on `run`, so
-                               `ds.where(ds.rule == "oja", drop=True)` selects runs
+                               `ds.where(ds.rule == "oja", drop=True)` selects runs (an
+                               attribute named like a variable, `test_accuracy`, becomes
+                               `final_test_accuracy`)
 
 Files are netCDF-4 (HDF5) written with the h5netcdf engine; attribute values are made
 netCDF-safe (str / int / float). Unreadable files are never silently dropped: `open_scan`
@@ -188,10 +190,13 @@ def open_scan(directory: str | Path, errors: Literal["raise", "report"] = "raise
             [_layer_order(str(n))[0] for n in combined["layer"].values], dims="layer"))
     lifted = _lift(attrs)
     lifted.pop("run_id", None)
-    clash = [k for k in lifted if k in combined.variables or k in combined.dims]
-    combined = combined.assign_coords(
-        run=np.array(ids, dtype=object),
-        **{k: ("run", v) for k, v in lifted.items() if k not in clash})
+    coords = {}
+    for key, values in lifted.items():
+        name = key
+        if key in combined.variables or key in combined.dims:  # e.g. attr test_accuracy
+            name = f"final_{key}" if f"final_{key}" not in lifted else f"attr_{key}"
+        coords[name] = ("run", values)
+    combined = combined.assign_coords(run=np.array(ids, dtype=object), **coords)
     combined.attrs = {"store": str(directory), "unreadable": json.dumps(bad),
                       "incomplete": json.dumps(incomplete)}
     return combined
