@@ -90,21 +90,50 @@ class ObserveSpec(_Strict):
     stats: list[str] | None = None  # None = all
     units: list[int] = Field(default_factory=lambda: [0])
     noise: list[float] = Field(default_factory=lambda: [0.0])
-    probe_size: int = Field(256, ge=1, le=100_000)
+    probe_size: int = Field(64, ge=1, le=100_000)
 
     @field_validator("units")
     @classmethod
     def _units(cls, v: list[int]) -> list[int]:
         if not v or any(u < 0 for u in v):
             raise ValueError("must be a non-empty list of unit counts >= 0 (0 = all units)")
+        if len(set(v)) != len(v):
+            raise ValueError("lists a unit count twice")
         return v
 
     @field_validator("noise")
     @classmethod
     def _noise(cls, v: list[float]) -> list[float]:
-        if not v or any(n < 0 for n in v):
-            raise ValueError("must be a non-empty list of relative noise levels >= 0")
+        if not v or any(not (0 <= n <= 1e6) for n in v):
+            raise ValueError("must be a non-empty list of relative noise levels in [0, 1e6]")
+        if len(set(v)) != len(v):
+            raise ValueError("lists a noise level twice")
         return v
+
+    @field_validator("observables")
+    @classmethod
+    def _observables(cls, v: list[str]) -> list[str]:
+        from lrsim.analysis.observers import OBSERVABLES
+
+        bad = [o for o in v if o not in OBSERVABLES]
+        if bad:
+            raise ValueError(f"unknown observable(s) {', '.join(map(repr, bad))}; allowed: "
+                             f"{', '.join(OBSERVABLES)}")
+        if len(set(v)) != len(v):
+            raise ValueError("lists an observable twice")
+        return v
+
+    @field_validator("stats")
+    @classmethod
+    def _stats(cls, v: list[str] | None) -> list[str] | None:
+        from lrsim.analysis.stats import check_stats
+
+        if v is None:
+            return v
+        try:
+            return check_stats(v)
+        except ConfigError as err:
+            raise ValueError(str(err)) from None
 
 
 class Experiment(_Strict):
