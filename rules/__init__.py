@@ -5,6 +5,7 @@ from lrsim.rules import (  # noqa: F401  (register)
     feedback_alignment,
     four_synapse,
     hebbian,
+    stdp,
     weight_estimation,
 )
 from lrsim.rules.base import FAMILIES, LOCALITIES, Rule, Signals, register, rules

@@ -78,6 +78,7 @@ class SignSymmetry(_FixedFeedback):
     name = "sign_symmetry"
     family = "feedback_alignment"
     locality = "sign_transport"
+    substrates = ("rate",)
     signals = frozenset({"pre", "derivative", "output_error", "downstream_weights"})
     params = {"scaled": Param(True, "scale sign(W) by mean |W| of the layer")}
 

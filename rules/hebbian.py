@@ -69,6 +69,7 @@ class Sanger(_Hebbian):
     """Sanger's generalised Hebbian algorithm: dW = eta (y x^T - LT(y y^T) W)."""
 
     name = "sanger"
+    substrates = ("rate",)
     params = {"supervised": _SUPERVISED}
 
     def correction(self, state, s, l, y):

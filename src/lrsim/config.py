@@ -136,6 +136,54 @@ class ObserveSpec(_Strict):
             raise ValueError(str(err)) from None
 
 
+class SpikingSpec(_Strict):
+    """The `[spiking]` section: the balanced network and its trials (units in the key names;
+    see `lrsim.models.spiking`). Hidden layers take their E widths from `[model] hidden`, with
+    N_I = N_E / 4."""
+
+    target: Literal["cython", "numpy"] = "cython"  # Brian2 runtime code generation
+    dt_ms: float = Field(0.1, gt=0, le=1)
+    trial_ms: float = Field(100.0, ge=10, le=10_000)       # one stimulus presentation
+    settle_ms: float = Field(20.0, ge=0, le=10_000)        # not counted in the trial's rates
+    batch_trials: int = Field(1, ge=1, le=10_000)          # trials per weight update (N)
+    epsilon: float = Field(0.1, gt=0, le=1)                # recurrent connection probability
+    n_ref_e: int = Field(800, ge=4, le=1_000_000)          # C_E = epsilon n_ref_e in-degree
+    j_mv: float = Field(1.0, gt=0, le=20)                  # excitatory PSP J (mV)
+    g: float = Field(7.0, ge=0, le=50)                     # inhibition relative to excitation
+    eta: float = Field(1.5, ge=0, le=20)                   # external drive nu_ext / nu_thr
+    tau_m_ms: float = Field(20.0, gt=0, le=1000)
+    tau_e_ms: float = Field(2.0, gt=0, le=1000)
+    tau_i_ms: float = Field(2.0, gt=0, le=1000)
+    t_ref_ms: float = Field(2.0, ge=0, le=100)
+    delay_ms: float = Field(1.5, gt=0, le=100)
+    input_rate_hz: float = Field(40.0, gt=0, le=1000)     # input rate of a white pixel
+    target_rate_hz: float = Field(30.0, ge=0, le=1000)    # readout target, correct class
+    rest_rate_hz: float = Field(5.0, ge=0, le=1000)       # readout target, other classes
+    rate_scale_hz: float = Field(40.0, gt=0, le=1000)     # rates are divided by it
+    readout_pool: int = Field(4, ge=1, le=1000)           # readout neurons per class
+    p_ff: float = Field(1.0, gt=0, le=1)                  # feedforward connection probability
+    w_unit_mv: float = Field(0.5, gt=0, le=20)            # PSP (mV) of a weight W = 1
+    w_init: float = Field(1.0, ge=0, le=1000)             # initial W ~ U(0, 2 w_init)
+    w_max: float = Field(8.0, gt=0, le=1000)              # Dale: 0 <= W <= w_max
+    istdp: bool = True                                    # Vogels et al. 2011 on I -> E
+    istdp_eta: float = Field(0.01, ge=0, le=10)
+    istdp_rate_hz: float = Field(10.0, gt=0, le=1000)     # target E rate rho_0
+    istdp_tau_ms: float = Field(20.0, gt=0, le=1000)
+    train_samples: int = Field(0, ge=0)                   # training stimuli used (0 = all)
+    eval_samples: int = Field(20, ge=1, le=100_000)       # stimuli per evaluation block
+    record_neurons: int = Field(100, ge=1)                # spikes recorded per population
+    record_currents: int = Field(20, ge=0)                # E neurons with I_e, I_i recorded
+    cache_dir: str | None = None                          # Brian2 cython cache (None: auto)
+
+    @field_validator("settle_ms")
+    @classmethod
+    def _settle(cls, v: float, info) -> float:
+        trial = info.data.get("trial_ms")
+        if trial is not None and v >= trial:
+            raise ValueError(f"must be shorter than trial_ms = {trial}")
+        return v
+
+
 class Experiment(_Strict):
     name: str = "experiment"
     substrate: Literal["rate", "spiking"] = "rate"
@@ -148,7 +196,7 @@ class Experiment(_Strict):
     train: TrainSpec = Field(default_factory=TrainSpec)
     observe: ObserveSpec = Field(default_factory=ObserveSpec)
     scan: dict[str, Any] | None = None
-    spiking: dict[str, Any] | None = None
+    spiking: SpikingSpec | None = None  # substrate "spiking": None means the defaults
 
     def resolved(self) -> dict[str, Any]:
         """The experiment as a plain dict, with registry defaults filled in (canonical form)."""

@@ -1,0 +1,227 @@
+"""The balanced E/I network: leaky integrate-and-fire neurons with exponential synaptic currents
+in Brian2, sparse random connectivity, Dale's law and external Poisson drive.
+
+Each neuron (Brunel 2000 model A, with exponential instead of delta synapses):
+
+    tau_m dv/dt   = (v_rest - v) + I_e + I_i          (unless refractory; v -> v_reset at
+    tau_e dI_e/dt = -I_e,   tau_i dI_i/dt = -I_i       v > v_threshold, refractory t_ref)
+
+A spike of an excitatory neuron adds J tau_m / tau_e to I_e of its targets, so the integral of
+the postsynaptic potential equals J as with Brunel's delta synapses (the PSP jump J); an
+inhibitory spike adds -g J tau_m / tau_i to I_i. Every neuron receives C_E excitatory and
+C_I = C_E / 4 inhibitory recurrent synapses on average (connection probability epsilon) and
+C_ext external Poisson synapses of weight J at rate nu_ext = eta nu_thr, with
+nu_thr = (v_threshold - v_rest) / (J C_E tau_m) the rate that brings the mean input to threshold.
+Brunel's regimes: g < 4 (excitation dominates) gives synchronous regular firing near saturation;
+g >= 5 with eta >= 2 gives the asynchronous irregular (AI) state. Dale's law holds by
+construction: an excitatory neuron's synapses only ever add to I_e, an inhibitory neuron's only
+to I_i; plastic weights are clipped to their sign.
+
+Connectivity is drawn with numpy from the network's seed (Bernoulli, no autapses) and handed to
+Brian2 as index arrays, so it is the same in every code-generation target and costs no
+compilation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import brian2 as b2
+import numpy as np
+from brian2 import Quantity, ms, mV
+
+TARGETS = ("cython", "numpy")
+
+NEURON_EQS = """
+dv/dt = (v_rest - v + I_e + I_i) / tau_m : volt (unless refractory)
+dI_e/dt = -I_e / tau_e : volt
+dI_i/dt = -I_i / tau_i : volt
+"""
+
+
+def _q(value: Quantity):
+    """A Quantity default for a frozen dataclass field."""
+    return field(default_factory=lambda: value)
+
+
+@dataclass(frozen=True)
+class NetworkParams:
+    """Parameters of the balanced network (Brunel 2000 notation), with units.
+
+    Defaults: a small network (800 E, 200 I, epsilon = 0.1 so C_E = 80) in the asynchronous
+    irregular regime (g = 7, eta = 1.5, J = 1 mV; measured: E rate ~25 Hz, CV of ISI ~1, Fano
+    ~0.9, balance |E + I| / E ~0.1). J is larger than Brunel's 0.1 mV because C_E is 80, not
+    1000.
+    """
+
+    n_e: int = 800
+    n_i: int = 200
+    epsilon: float = 0.1          # connection probability (E->*, I->*)
+    j: Quantity = _q(1.0 * mV)        # excitatory PSP (integral-equivalent jump) J
+    g: float = 7.0                # relative inhibitory strength: J_I = -g J
+    eta: float = 1.5              # external drive nu_ext / nu_thr
+    c_ext: int | None = None      # external synapses per neuron (None: C_E = epsilon n_e)
+    tau_m: Quantity = _q(20 * ms)
+    tau_e: Quantity = _q(2 * ms)
+    tau_i: Quantity = _q(2 * ms)
+    t_ref: Quantity = _q(2 * ms)
+    delay: Quantity = _q(1.5 * ms)
+    v_rest: Quantity = _q(0 * mV)
+    v_threshold: Quantity = _q(20 * mV)
+    v_reset: Quantity = _q(10 * mV)
+
+    def replace(self, **changes) -> NetworkParams:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def c_e(self) -> float:
+        """Mean excitatory in-degree C_E = epsilon N_E."""
+        return self.epsilon * self.n_e
+
+    @property
+    def n_external(self) -> int:
+        return int(round(self.c_e)) if self.c_ext is None else int(self.c_ext)
+
+    @property
+    def nu_thr(self) -> Quantity:
+        """nu_thr = theta / (J C_E tau_m): the external rate that alone reaches threshold."""
+        return (self.v_threshold - self.v_rest) / (self.j * self.c_e * self.tau_m)
+
+    @property
+    def nu_ext(self) -> Quantity:
+        return self.eta * self.nu_thr
+
+    @property
+    def jump_e(self) -> Quantity:
+        """Increment of I_e per excitatory spike: J tau_m / tau_e."""
+        return self.j * self.tau_m / self.tau_e
+
+    @property
+    def jump_i(self) -> Quantity:
+        """Increment of I_i per inhibitory spike: -g J tau_m / tau_i."""
+        return -self.g * self.j * self.tau_m / self.tau_i
+
+
+def namespace(p: NetworkParams) -> dict:
+    """The constants the neuron equations refer to."""
+    return {"v_rest": p.v_rest, "v_threshold": p.v_threshold, "v_reset": p.v_reset,
+            "tau_m": p.tau_m, "tau_e": p.tau_e, "tau_i": p.tau_i}
+
+
+def lif_group(n: int, p: NetworkParams, name: str, counter: str | None = None,
+              rng: np.random.Generator | None = None, extra_namespace: dict | None = None
+              ) -> b2.NeuronGroup:
+    """`n` LIF neurons of the model above; v starts uniform in [v_reset, v_threshold].
+
+    `counter`: an extra condition; when given, the group has a variable `count` incremented on
+    each spike while the condition holds (used to count spikes in a trial's window).
+    """
+    eqs = NEURON_EQS + ("count : 1\n" if counter else "")
+    reset = "v = v_reset" + (f"\ncount += int({counter})" if counter else "")
+    group = b2.NeuronGroup(n, eqs, threshold="v > v_threshold", reset=reset,
+                           refractory=p.t_ref, method="exact",
+                           namespace={**namespace(p), **(extra_namespace or {})},
+                           name=name)
+    rng = rng or np.random.default_rng(0)
+    u = rng.random(n)
+    group.v = p.v_reset + u * (p.v_threshold - p.v_reset)
+    return group
+
+
+def bernoulli_pairs(n_pre: int, n_post: int, p: float, rng: np.random.Generator,
+                    autapses: bool = True, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Index arrays (i, j) of a Bernoulli(p) random graph from n_pre to n_post neurons."""
+    i_all, j_all = [], []
+    for start in range(0, n_pre, chunk):
+        rows = min(chunk, n_pre - start)
+        mask = rng.random((rows, n_post)) < p
+        if not autapses:
+            for r in range(rows):
+                if start + r < n_post:
+                    mask[r, start + r] = False
+        i, j = np.nonzero(mask)
+        i_all.append(i + start)
+        j_all.append(j)
+    if not i_all:
+        return np.zeros(0, int), np.zeros(0, int)
+    return np.concatenate(i_all).astype(np.int32), np.concatenate(j_all).astype(np.int32)
+
+
+def static_synapses(source, target, pairs: tuple[np.ndarray, np.ndarray], variable: str,
+                    jump: Quantity, delay: Quantity, name: str) -> b2.Synapses:
+    """Fixed synapses: every spike adds `jump` to the target's `variable` (no per-synapse
+    weight, as in Brian2's CUBA example)."""
+    syn = b2.Synapses(source, target, on_pre=f"{variable}_post += jump", delay=delay,
+                      namespace={"jump": jump}, name=name)
+    syn.connect(i=pairs[0], j=pairs[1])
+    return syn
+
+
+@dataclass
+class BalancedNetwork:
+    """A built balanced E/I population: the Brian2 objects and the explicit `Network`."""
+
+    params: NetworkParams
+    exc: b2.NeuronGroup
+    inh: b2.NeuronGroup
+    synapses: dict[str, b2.Synapses]
+    drive: list
+    network: b2.Network
+    spikes_e: b2.SpikeMonitor | None = None
+    spikes_i: b2.SpikeMonitor | None = None
+    currents: b2.StateMonitor | None = None
+
+
+def configure(target: str = "cython", cache_dir: str | None = None, dt: Quantity = 0.1 * ms
+              ) -> None:
+    """Select Brian2's runtime code-generation target ('cython' or 'numpy'), the default clock
+    dt, and (for cython) the directory its compiled extensions are cached in."""
+    if target not in TARGETS:
+        raise ValueError(f"unknown Brian2 target '{target}'; use one of {', '.join(TARGETS)}")
+    b2.prefs.codegen.target = target
+    b2.defaultclock.dt = dt
+    if cache_dir is not None:
+        b2.prefs.codegen.runtime.cython.cache_dir = str(cache_dir)
+
+
+def build_balanced(p: NetworkParams | None = None, seed: int = 0, *, record_spikes: int = -1,
+                   record_currents: int = 0, current_dt: Quantity = 0.5 * ms,
+                   name: str = "net") -> BalancedNetwork:
+    """Build the balanced network with seed `seed` (connectivity, initial v, Poisson drive).
+
+    record_spikes: number of E (and, scaled by N_I/N_E, I) neurons whose spikes are monitored
+    (-1: all, 0: none). record_currents: number of E neurons whose I_e and I_i are recorded
+    every `current_dt` (for the balance index).
+    """
+    p = p if p is not None else NetworkParams()
+    b2.seed(seed)
+    rng = np.random.default_rng([seed, 17])
+    exc = lif_group(p.n_e, p, f"{name}_exc", rng=rng)
+    inh = lif_group(p.n_i, p, f"{name}_inh", rng=rng)
+    syn = {}
+    for src_name, src, jump, var in (("e", exc, p.jump_e, "I_e"), ("i", inh, p.jump_i, "I_i")):
+        for dst_name, dst in (("e", exc), ("i", inh)):
+            pairs = bernoulli_pairs(len(src), len(dst), p.epsilon, rng,
+                                    autapses=src is not dst)
+            syn[src_name + dst_name] = static_synapses(
+                src, dst, pairs, var, jump, p.delay, f"{name}_{src_name}{dst_name}")
+    drive = []
+    if p.eta > 0 and p.n_external > 0:
+        for grp in (exc, inh):
+            drive.append(b2.PoissonInput(grp, "I_e", N=p.n_external, rate=p.nu_ext,
+                                         weight=p.jump_e))
+    objects: list = [exc, inh, *syn.values(), *drive]
+    mon_e = mon_i = cur = None
+    if record_spikes:
+        n_rec = p.n_e if record_spikes < 0 else min(record_spikes, p.n_e)
+        n_rec_i = p.n_i if record_spikes < 0 else max(1, min(p.n_i, n_rec * p.n_i // p.n_e))
+        mon_e = b2.SpikeMonitor(exc[:n_rec], name=f"{name}_spikes_e")
+        mon_i = b2.SpikeMonitor(inh[:n_rec_i], name=f"{name}_spikes_i")
+        objects += [mon_e, mon_i]
+    if record_currents:
+        cur = b2.StateMonitor(exc, ["I_e", "I_i"], record=np.arange(min(record_currents, p.n_e)),
+                              dt=current_dt, name=f"{name}_currents")
+        objects.append(cur)
+    net = b2.Network(*objects)
+    return BalancedNetwork(p, exc, inh, syn, drive, net, mon_e, mon_i, cur)
