@@ -150,6 +150,18 @@ def final_datasets(result: Any) -> list[xr.Dataset]:
     return out
 
 
+def _activity(net: Any, x: Tensor) -> list[Tensor]:
+    """h_l = f(W_l h_{l-1} + b_l) for every layer (the output linear), (K, N, n_l) each."""
+    out, h = [], x
+    for l, (w, b) in enumerate(zip(net.weights, net.biases)):
+        h = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2)) if net.bias \
+            else torch.bmm(h, w.transpose(1, 2))
+        if l < net.n_layers - 1:
+            h = net.f(h)
+        out.append(h)
+    return out
+
+
 class RateObserver:
     """Records the observables of a batch of K rate networks; see the module docstring.
 
@@ -229,7 +241,7 @@ class RateObserver:
         t = self._index[step]
         net = ctx.net
         n_pr, n_te, n_test = self._parts
-        every = net.forward(self._inputs).post
+        every = _activity(net, self._inputs)
         posts = [h[:, :n_pr] for h in every]
         pending: list[tuple[str, int, int, Tensor]] = []  # (observable, layer, view, (K,Z,n))
         for l in range(self.L):

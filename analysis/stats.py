@@ -62,29 +62,33 @@ def check_stats(stats: Sequence[str] | None) -> list[str]:
 _QUANTILES = {"median": 0.5, "q75": 0.75}
 
 
-def _quantiles(sorted_y: np.ndarray, n: np.ndarray, wanted: dict[str, float]
-               ) -> dict[str, np.ndarray]:
+def _quantiles(sorted_y: np.ndarray, n: np.ndarray, wanted: dict[str, float],
+               square: bool = False) -> dict[str, np.ndarray]:
     """numpy 'linear' quantiles of rows sorted ascending whose first n entries count: the value
-    at position q (n - 1), interpolated between its two neighbours."""
+    at position q (n - 1), interpolated between its two neighbours (in float64); with
+    `square`, the quantiles of the squares (rows of |x|, so the order is the same)."""
     out = {}
-    if np.all(n == sorted_y.shape[-1]):  # every row complete: one position for all rows
-        for name, q in wanted.items():
-            pos = q * (sorted_y.shape[-1] - 1)
-            lo = int(np.floor(pos))
-            hi, frac = min(lo + 1, sorted_y.shape[-1] - 1), pos - lo
-            a, b = sorted_y[..., lo], sorted_y[..., hi]
-            out[name] = a + frac * (b - a) if frac > 0 else a.copy()
-        return out
+    width = sorted_y.shape[-1]
+    complete = bool(np.all(n == width))
     last = np.maximum(n - 1, 0)
     for name, q in wanted.items():
-        pos = q * last
-        lo = np.floor(pos).astype(np.int64)
-        hi = np.minimum(lo + 1, last)
-        frac = pos - lo
-        a = np.take_along_axis(sorted_y, lo[..., None], -1)[..., 0]
-        b = np.take_along_axis(sorted_y, hi[..., None], -1)[..., 0]
+        if complete:  # every row complete: one position for all rows
+            pos = q * (width - 1)
+            lo = int(np.floor(pos))
+            hi, frac = min(lo + 1, width - 1), pos - lo
+            a = sorted_y[..., lo].astype(np.float64)
+            b = sorted_y[..., hi].astype(np.float64)
+        else:
+            pos = q * last
+            lo = np.floor(pos).astype(np.int64)
+            hi = np.minimum(lo + 1, last)
+            frac = pos - lo
+            a = np.take_along_axis(sorted_y, lo[..., None], -1)[..., 0].astype(np.float64)
+            b = np.take_along_axis(sorted_y, hi[..., None], -1)[..., 0].astype(np.float64)
+        if square:
+            a, b = a * a, b * b
         with np.errstate(invalid="ignore"):
-            out[name] = np.where(frac > 0, a + frac * (b - a), a)
+            out[name] = np.where(np.asarray(frac) > 0, a + frac * (b - a), a)
     return out
 
 
@@ -130,7 +134,7 @@ def _moment_sums(x: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
         s_sq = 0.0
         s_qu = 0.0
         for i in range(n):
-            v = x[r, i]
+            v = np.float64(x[r, i])
             v2 = v * v
             s_raw += v
             s_abs += abs(v)
@@ -139,7 +143,7 @@ def _moment_sums(x: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
         means = (s_raw / n, s_abs / n, s_sq / n)
         acc = np.zeros((3, 3))
         for i in range(n):
-            v = x[r, i]
+            v = np.float64(x[r, i])
             ys = (v, abs(v), v * v)
             for k in range(3):
                 d = ys[k] - means[k]
@@ -194,7 +198,9 @@ def summary_stats(x: Tensor | np.ndarray, stats: Sequence[str] | None = None, *,
     if isinstance(x, Tensor):
         out = summary_stats(x.detach().to("cpu", torch.float64).numpy(), names, skipna=skipna)
         return torch.from_numpy(out).to(x.device)
-    t = np.asarray(x, dtype=np.float64)
+    t = np.asarray(x)
+    if t.dtype not in (np.float32, np.float64):
+        t = t.astype(np.float64)
     if t.ndim == 0:
         raise ValueError("summary_stats needs at least one axis (the sample axis)")
     size = t.shape[-1]
@@ -206,16 +212,17 @@ def summary_stats(x: Tensor | np.ndarray, stats: Sequence[str] | None = None, *,
         n = np.full(t.shape[:-1], size)
         c = np.abs(t).max(-1)
     else:
-        t = np.where(valid, t, 0.0)
+        t = np.where(valid, t.astype(np.float64), 0.0)
         n = valid.sum(-1)
         c = np.abs(t).max(-1)
+    c = c.astype(np.float64)
     # where max|x| is extreme, work on x / c with c = max|x| over the finite entries, so no
     # power below (up to x^8) overflows or underflows; each statistic is rescaled by c^p at the
     # end (p: its power, doubled for squares)
     rescale = not bool(np.all((c >= 1e-30) & (c <= 1e30)))
     if rescale:
         c = np.where(c > 0, c, 1.0)
-        t = t / c[..., None]
+        t = t.astype(np.float64) / c[..., None]
     nf = np.maximum(n, 1).astype(np.float64)
     by_transform: dict[str, list[str]] = {}
     for name in names:
@@ -226,7 +233,6 @@ def summary_stats(x: Tensor | np.ndarray, stats: Sequence[str] | None = None, *,
     if valid is None and t.size >= 64 and not _FORCE_NUMPY:  # compiled kernel, complete rows
         flat_rows = np.ascontiguousarray(t.reshape(-1, size))
         sums = _moment_sums(flat_rows).reshape(*t.shape[:-1], 3, 5)
-    absolute: np.ndarray | None = None
     abs_sorted: np.ndarray | None = None
     for tr in TRANSFORMS:
         wanted = by_transform.get(tr)
@@ -234,24 +240,21 @@ def summary_stats(x: Tensor | np.ndarray, stats: Sequence[str] | None = None, *,
             continue
         if sums is not None:
             got = _moments_from_sums(sums[..., TRANSFORMS.index(tr), :], wanted)
-        else:
-            if tr == "raw":
-                y = t
-            else:
-                absolute = np.abs(t) if absolute is None else absolute
-                y = absolute if tr == "abs" else absolute * absolute
+        else:  # numpy path (small or incomplete samples), in float64
+            t64 = t.astype(np.float64, copy=False)
+            y = t64 if tr == "raw" else np.abs(t64) if tr == "abs" else t64 * t64
             got = _moments(y, valid, nf, wanted)
         qs = {st: _QUANTILES[st] for st in wanted if st in _QUANTILES}
         if qs:
             if tr == "raw":
                 ys = np.sort(t if valid is None else np.where(valid, t, np.inf), -1)
             else:  # |x| sorted ascending; its square is x^2 sorted ascending
-                absolute = np.abs(t) if absolute is None else absolute
                 if abs_sorted is None:
+                    absolute = np.abs(t)
                     abs_sorted = np.sort(absolute if valid is None
                                          else np.where(valid, absolute, np.inf), -1)
-                ys = abs_sorted if tr == "abs" else abs_sorted * abs_sorted
-            got.update(_quantiles(ys, n, qs))
+                ys = abs_sorted
+            got.update(_quantiles(ys, n, qs, square=tr == "sq"))
         for st, v in got.items():
             p = _SCALE_POWER[st] * (2 if tr == "sq" else 1)
             if rescale and p:
