@@ -52,10 +52,10 @@ class STDP(Rule):
         from brian2 import ms
 
         return {
-            "model": "da_pre/dt = -a_pre / tau_plus : 1 (event-driven)\n"
-                     "da_post/dt = -a_post / tau_minus : 1 (event-driven)",
-            "on_pre": "a_pre += a_plus\nw = clip(w + stdp_lr * a_post, 0, w_max)",
-            "on_post": "a_post -= a_minus\nw = clip(w + stdp_lr * a_pre, 0, w_max)",
+            "model": "dtrace_plus/dt = -trace_plus / tau_plus : 1 (event-driven)\n"
+                     "dtrace_minus/dt = -trace_minus / tau_minus : 1 (event-driven)",
+            "on_pre": "trace_plus += a_plus\nw = clip(w + stdp_lr * trace_minus, 0, w_max)",
+            "on_post": "trace_minus -= a_minus\nw = clip(w + stdp_lr * trace_plus, 0, w_max)",
             "namespace": {"tau_plus": self.tau_plus_ms * ms, "tau_minus": self.tau_minus_ms * ms,
                           "a_plus": self.a_plus, "a_minus": self.a_minus, "stdp_lr": lr},
         }
