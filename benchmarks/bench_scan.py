@@ -9,13 +9,18 @@ change of machine load hits all variants alike (medians and per-round ratios are
    [128, 128], `--steps` steps) run by `run_scan` on a warm LocalCluster with 1 worker process
    and on one with 2 (one thread each). Speedup = time(1 worker) / time(2 workers).
 2. Overhead per job: 16 tiny jobs (1 replica, hidden [8], 20 steps) through `run_scan` on the
-   warm 1-worker cluster against the same jobs through `lrsim.scan.run_job` in this process:
+   warm 1-worker cluster against the same jobs through `lrsim.scan.run_job` in a fresh Python
+   process without Dask (imports warmed before the clock starts; in the benchmark's own process
+   the schedulers' event-loop threads would slow the in-process path down):
    (dask - in-process) / 16 is what the Dask path adds to a job (submission, scheduling,
    pickling, manifest update), plus the scan's fixed cost (expansion, folder checks) spread
    over the jobs.
 
-And once, the cold embedded path: `run_scan(workers=2)` of a one-job scan, cluster start and
-the workers' imports included. Every timed scan writes into a fresh folder.
+The worker processes' CPU seconds per wall second ("cores used") are printed with each scan:
+on an idle machine the 2-worker scan uses close to 2 cores; on a shared one it shows how much
+of the machine the workers actually got. And once, the cold embedded path:
+`run_scan(workers=2)` of a one-job scan, cluster start and the workers' imports included.
+Every timed scan writes into a fresh folder.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ import json
 import logging
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -57,18 +64,43 @@ def _in_process(path: Path, out: Path, max_group: int) -> float:
     torch.set_num_threads(1)
     t = time.perf_counter()
     jobs = plan_jobs(expand(load(path)), max_group)
-    out.mkdir(parents=True)
+    out.mkdir(parents=True, exist_ok=True)
     for job in jobs:
         records = run_job(job, str(out))
         assert all(r["status"] != "failed" for r in records), records
     return time.perf_counter() - t
 
 
-def _on_cluster(address: str, path: Path, out: Path) -> float:
+def _in_fresh_process(path: Path, out: Path, max_group: int) -> float:
+    """`_in_process` in a new interpreter (imports and caches warmed on a throwaway folder)."""
+    code = ("import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]); "
+            "import bench_scan as b; b._in_process(Path(sys.argv[2]), Path(sys.argv[3]) / 'w', "
+            "int(sys.argv[4])); print(b._in_process(Path(sys.argv[2]), Path(sys.argv[3]), "
+            "int(sys.argv[4])))")
+    # the thread settings Dask gives its worker processes (distributed.nanny.pre-spawn-environ),
+    # so that both paths run numpy/BLAS alike
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "OPENBLAS_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent), str(path),
+                        str(out), str(max_group)], capture_output=True, text=True, check=True,
+                       env=env)
+    return float(r.stdout.strip().splitlines()[-1])
+
+
+def _worker_cpu(client) -> float:  # noqa: ANN001
+    """CPU seconds used so far by all worker processes of `client`'s cluster."""
+    return sum(client.run(time.process_time).values())
+
+
+def _on_cluster(address: str, path: Path, out: Path, client=None,  # noqa: ANN001
+                cores: list | None = None) -> float:
     from lrsim.scan import run_scan
 
+    cpu0 = _worker_cpu(client) if client is not None else 0.0
     s = run_scan(path, out, scheduler=address, progress=False)
     assert s.failed == 0, s.failures
+    if client is not None and cores is not None:
+        cores.append((_worker_cpu(client) - cpu0) / s.seconds)
     return s.seconds
 
 
@@ -83,6 +115,7 @@ def main() -> None:
 
     from lrsim.scan import run_scan
 
+    logging.getLogger("distributed").setLevel(logging.ERROR)
     tmp = Path(tempfile.mkdtemp(prefix="bench-scan-"))
     big, tiny = tmp / "big.toml", tmp / "tiny.toml"
     _experiment(big, 4 * args.jobs, 4, args.steps, [128, 128])
@@ -94,9 +127,9 @@ def main() -> None:
         cl = Client(c)
         cl.run(lambda: __import__("lrsim.train") and None)
         clusters[n] = (c, cl)
-    _in_process(tiny, tmp / "warm", 1)  # this process's imports and caches
     times: dict[str, list[float]] = {k: [] for k in ("x1", "x2", "tiny in-process",
                                                      "tiny dask x1")}
+    cores: dict[str, list[float]] = {"x1": [], "x2": []}
     load_before = os.getloadavg()
     k = 0
     for _ in range(args.rounds):
@@ -104,13 +137,15 @@ def main() -> None:
             k += 1
             out = tmp / f"out{k}"
             if name == "tiny in-process":
-                t = _in_process(tiny, out, 1)
+                t = _in_fresh_process(tiny, out, 1)
             elif name == "tiny dask x1":
                 t = _on_cluster(clusters[1][0].scheduler_address, tiny, out)
             else:
-                t = _on_cluster(clusters[int(name[-1])][0].scheduler_address, big, out)
+                c, cl = clusters[int(name[-1])]
+                t = _on_cluster(c.scheduler_address, big, out, cl, cores[name])
             times[name].append(t)
-            print(f"  {name:<16} {t:7.2f} s   load {os.getloadavg()[0]:.1f}", flush=True)
+            got = f"   cores used {cores[name][-1]:.2f}" if name in cores else ""
+            print(f"  {name:<16} {t:7.2f} s   load {os.getloadavg()[0]:.1f}{got}", flush=True)
     for c, cl in clusters.values():
         cl.close()
         c.close()
@@ -129,6 +164,8 @@ def main() -> None:
         "median_s": {k: round(v, 3) for k, v in med.items()},
         "speedup_per_round": [round(a / b, 2) for a, b in zip(times["x1"], times["x2"])],
         "speedup_1_to_2_workers_median": round(med["x1"] / med["x2"], 2),
+        "cores_obtained_by_workers_per_round": {k: [round(c, 2) for c in v]
+                                                for k, v in cores.items()},
         "dask_overhead_per_job_ms": round(
             1000 * (med["tiny dask x1"] - med["tiny in-process"]) / 16, 1),
         "cold_embedded_scan_s": round(cold, 2),

@@ -188,6 +188,8 @@ def test_cli_dry_run_and_bad_input(tmp_path):
     assert not any(tmp_path.glob("*.nc"))
     f.write_text(_toml({**BASE, "scan": {"train.lr": {"log_uniform": [-1, 1]}}}))
     assert main(["scan", str(f), "--out", str(tmp_path / "o")]) == 2
+    assert main(["scan", str(f), "--out", str(tmp_path / "o"), "--workers", "2",
+                 "--scheduler", "tcp://127.0.0.1:1"]) == 2
     assert not (tmp_path / "o").exists()
 
 

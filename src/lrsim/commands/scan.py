@@ -46,6 +46,9 @@ def cmd_scan(args: argparse.Namespace) -> int:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
     if args.max_group is not None and args.max_group < 1:
         raise ConfigError(f"--max-group must be >= 1, got {args.max_group}")
+    if args.workers is not None and args.scheduler:
+        raise ConfigError("--workers sizes the embedded cluster; with --scheduler the running "
+                          "cluster's workers are used (give one or the other)")
     if args.dry_run:
         exp = load(args.file)
         runs = expand(exp, args.file)
