@@ -45,11 +45,11 @@ def _angle_deg(a: np.ndarray, b: np.ndarray) -> float:
     return math.degrees(math.acos(max(-1.0, min(1.0, cos))))
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
 def test_kolen_pollack_gap_shrinks_by_exactly_one_minus_lr_decay(optimizer: str):
     """Linear network, real trainer: ||B - W^T|| shrinks by (1 - lr lambda) every step, under
-    sgd and Adam alike (B takes W's optimizer-transformed step)."""
-    lr, decay = 0.05, 0.3
+    sgd, momentum and Adam alike (B takes W's optimizer-transformed step)."""
+    lr, decay = 0.01, 1.0
     exp = parse({"dtype": "float64", "device": "cpu", "task": {"name": "teacher_student"},
                  "model": {"hidden": [7, 5], "activation": "linear"},
                  "rule": {"name": "kolen_pollack", "decay": decay},
