@@ -1,0 +1,327 @@
+"""Features for rule identification: one sample per (run, layer) from a scan's trajectories.
+
+Following Nayebi et al. 2020 ("Identifying learning rules from neural network observables",
+NeurIPS), a sample is the trajectory of aggregate statistics of one layer over learning: for
+each chosen observable o (`weights`, `activations`, `activity_change`, ...) and statistic s
+(`abs_median`, `raw_var`, ...) the channel x_{o,s}(t) at the selected time points, read from
+one experimentalist's view (units recorded, measurement noise). Unlike Nayebi et al., samples
+carry their run id as the group, so that evaluation never lets layers of one network fall in
+both train and test.
+
+Layout of one sample (channel-major, then time):
+
+    X[i] = [x_{c_1}(t_1) .. x_{c_1}(t_T), x_{c_2}(t_1) .. x_{c_C}(t_T), depth]
+
+so the tabular classifiers see a flat vector and the temporal net reshapes the first C*T entries
+to (C, T) and keeps `depth` (the layer's relative depth 0..1) as a static input.
+
+Time points: of the store's time axis (n points) the first ceil(fraction * n) are "seen"; of
+those, `time_points` are chosen evenly (rounded `linspace` over the seen range, endpoints kept).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from sklearn.base import BaseEstimator, TransformerMixin
+
+from lrsim.errors import ConfigError
+
+OBSERVABLES = ("weights", "activations", "activity_change")
+CONTROL_OBSERVABLES = ("loss", "test_accuracy")
+LABELS = ("rule", "rule_family", "optimizer")
+_VIEW_DIMS = {"run", "time", "layer", "stat", "units", "noise"}
+
+
+def time_index(n_time: int, fraction: float = 1.0, time_points: int | None = None) -> np.ndarray:
+    """Indices into a time axis of `n_time` points: the first ceil(fraction * n_time) are seen,
+    of which `time_points` are taken evenly (`round(linspace(0, seen - 1, time_points))`)."""
+    if not 0 < fraction <= 1:
+        raise ConfigError(f"fraction must be in (0, 1] (got {fraction!r})")
+    if time_points is not None and time_points < 1:
+        raise ConfigError(f"time_points must be >= 1 (got {time_points!r})")
+    seen = max(1, math.ceil(fraction * n_time - 1e-9))
+    if time_points is None or time_points >= seen:
+        return np.arange(seen)
+    return np.unique(np.round(np.linspace(0, seen - 1, time_points)).astype(int))
+
+
+def default_observables(ds: xr.Dataset) -> list[str]:
+    """The experimentalist's observables present in `ds` (weights, activations, activity
+    change, and any other variable with `layer` and `stat` dims, e.g. spiking statistics)."""
+    found = [o for o in OBSERVABLES if o in ds.data_vars]
+    extra = [str(v) for v in ds.data_vars if str(v) not in found
+             and {"layer", "stat", "time"} <= set(ds[v].dims) and set(ds[v].dims) <= _VIEW_DIMS]
+    return found + sorted(extra)
+
+
+def run_values(ds: xr.Dataset, key: str) -> np.ndarray:
+    """The per-run value of coordinate / attribute `key` (a `run` coordinate in a store)."""
+    if key not in ds.coords and key not in ds.data_vars:
+        allowed = sorted(str(c) for c in ds.coords if ds[c].dims == ("run",) and c != "run")
+        raise ConfigError(f"'{key}' is not a per-run key of this store; allowed: "
+                          f"{', '.join(allowed)}")
+    da = ds[key]
+    if da.dims != ("run",):
+        raise ConfigError(f"'{key}' is not a per-run key of this store (dims {da.dims})")
+    return np.asarray(da.values)
+
+
+class TrajectoryFeatures(TransformerMixin, BaseEstimator):
+    """Turn a store Dataset (dims run, time, layer, stat, units, noise) into one row per
+    existing (run, layer): chosen observables x stats x time points, plus relative depth.
+
+    Parameters
+    ----------
+    observables : names of data variables; None = `default_observables(ds)`. Variables without
+        a `stat` dim (`alignment`, `loss`, `test_accuracy`) give one channel each; those without
+        a `layer` dim are the same for every layer of a run.
+    stats : statistic names (the `stat` coordinate); None = all in the store.
+    units, noise : the (units, noise) view; units 0 = all units recorded.
+    time_points : number of time points, subsampled evenly; None = all seen.
+    fraction : fraction of the trajectory seen (the first part, "early only").
+    depth : append the layer's relative depth as the last feature.
+    signed_log : read every value as sign(x) log(1 + |x|) (statistics such as `sq_kurtosis`
+        span many orders of magnitude; the map is monotone, so trees are unaffected, and linear
+        and neural classifiers see tamer inputs).
+    """
+
+    def __init__(self, observables: Sequence[str] | None = None,
+                 stats: Sequence[str] | None = None, units: int = 0, noise: float = 0.0,
+                 time_points: int | None = None, fraction: float = 1.0, depth: bool = True,
+                 signed_log: bool = True):
+        self.observables = observables
+        self.stats = stats
+        self.units = units
+        self.noise = noise
+        self.time_points = time_points
+        self.fraction = fraction
+        self.depth = depth
+        self.signed_log = signed_log
+
+    def fit(self, ds: xr.Dataset, y: Any = None) -> TrajectoryFeatures:
+        """Check the request against the store; fix channels, time indices, feature names."""
+        obs = list(self.observables) if self.observables is not None else default_observables(ds)
+        if not obs:
+            raise ConfigError("no observables: the store has none of "
+                              f"{', '.join(OBSERVABLES)}; name them explicitly")
+        missing = [o for o in obs if o not in ds.data_vars]
+        if missing:
+            raise ConfigError(f"observable(s) {', '.join(missing)} not in the store; available: "
+                              f"{', '.join(sorted(str(v) for v in ds.data_vars))}")
+        for o in obs:
+            dims = set(ds[o].dims)
+            if "time" not in dims or not dims <= _VIEW_DIMS:
+                raise ConfigError(f"observable '{o}' has dims {tuple(ds[o].dims)}; features need "
+                                  f"'time' and at most {sorted(_VIEW_DIMS)}")
+        store_stats = [str(s) for s in ds["stat"].values] if "stat" in ds.coords else []
+        stats = list(self.stats) if self.stats is not None else store_stats
+        bad = [s for s in stats if s not in store_stats]
+        if bad:
+            raise ConfigError(f"stat(s) {', '.join(bad)} not in the store; available: "
+                              f"{', '.join(store_stats)}")
+        for dim, value in (("units", self.units), ("noise", self.noise)):
+            if dim in ds.coords and not np.isclose(np.asarray(ds[dim].values, float),
+                                                   float(value)).any():
+                raise ConfigError(f"{dim}={value!r} was not recorded; the store has {dim} = "
+                                  f"{[v.item() for v in ds[dim].values]}")
+        self.observables_ = obs
+        self.stats_ = stats
+        self.time_index_ = time_index(ds.sizes["time"], self.fraction, self.time_points)
+        self.n_times_ = len(self.time_index_)
+        self.channels_ = [f"{o}.{s}" if "stat" in ds[o].dims else o
+                          for o in obs for s in (stats if "stat" in ds[o].dims else [None])]
+        self.n_static_ = int(bool(self.depth))
+        self.feature_names_ = [f"{c}[t{int(t)}]" for c in self.channels_
+                               for t in self.time_index_] + (["depth"] if self.depth else [])
+        self.n_features_out_ = len(self.feature_names_)
+        return self
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        return np.asarray(self.feature_names_, dtype=object)
+
+    def _view(self, da: xr.DataArray) -> xr.DataArray:
+        if "units" in da.dims:
+            da = da.sel(units=self.units)
+        if "noise" in da.dims:
+            da = da.sel(noise=float(self.noise), method="nearest")
+        return da.isel(time=self.time_index_)
+
+    def cube(self, ds: xr.DataArray | xr.Dataset) -> xr.DataArray:
+        """All channels as one DataArray (run, layer, channel, time), NaN where not recorded."""
+        parts = []
+        template = ds["layer"]
+        for o in self.observables_:
+            da = self._view(ds[o])
+            if "stat" in da.dims:
+                da = da.sel(stat=self.stats_).rename(stat="channel")
+                da = da.assign_coords(channel=[f"{o}.{s}" for s in self.stats_])
+            else:
+                da = da.expand_dims(channel=[o])
+            if "layer" not in da.dims:
+                da = da.broadcast_like(template)
+            da = da.drop_vars([c for c in da.coords if c not in da.dims])
+            parts.append(da.transpose("run", "layer", "channel", "time"))
+        return xr.concat(parts, dim="channel").astype(float)
+
+    def layer_exists(self, ds: xr.Dataset) -> xr.DataArray:
+        """(run, layer) mask: a layer exists in a run where any of its layer-wise variables holds
+        a finite value (stores of mixed architectures pad missing layers with NaN)."""
+        layered = [v for v in ds.data_vars if {"run", "layer"} <= set(ds[v].dims)
+                   and v != "depth"]
+        if not layered:
+            return xr.ones_like(ds["run"].astype(bool) & ds["layer"].astype(bool))
+        mask = None
+        for v in layered:
+            fin = np.isfinite(ds[v]).any(dim=[d for d in ds[v].dims if d not in ("run", "layer")])
+            mask = fin if mask is None else (mask | fin)
+        return mask.transpose("run", "layer")
+
+    def depth_of(self, ds: xr.Dataset) -> xr.DataArray:
+        """Relative depth (run, layer): the store's `depth` where present and finite, else
+        (i - 1) / (L - 1) for layer i of the run's L existing layers (0 for L = 1)."""
+        exists = self.layer_exists(ds)
+        n_layers = exists.sum("layer")
+        position = exists.cumsum("layer") - 1
+        computed = (position / np.maximum(n_layers - 1, 1)).where(exists)
+        if "depth" in ds:
+            given = ds["depth"].broadcast_like(exists).astype(float)
+            return given.where(np.isfinite(given), computed).transpose("run", "layer")
+        return computed.transpose("run", "layer")
+
+    def transform(self, ds: xr.Dataset) -> np.ndarray:
+        """Rows = existing (run, layer) pairs in `ds` order; NaN (not recorded, e.g. the first
+        activity change or alignment of a rule without feedback weights) reads as 0."""
+        return self.samples_frame(ds)[0]
+
+    def samples_frame(self, ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(X, run ids, layer names) of the existing (run, layer) pairs."""
+        if not hasattr(self, "channels_"):
+            raise ConfigError("TrajectoryFeatures must be fitted before transform")
+        exists = self.layer_exists(ds).stack(sample=("run", "layer"))
+        cube = self.cube(ds).stack(sample=("run", "layer"))
+        flat = cube.stack(feature=("channel", "time")).transpose("sample", "feature")
+        x = np.nan_to_num(flat.values, nan=0.0, posinf=0.0, neginf=0.0)
+        x = np.clip(x, -1e12, 1e12)
+        if self.signed_log:
+            x = np.sign(x) * np.log1p(np.abs(x))
+        if self.depth:
+            d = self.depth_of(ds).stack(sample=("run", "layer")).transpose("sample")
+            x = np.concatenate([x, np.nan_to_num(d.values)[:, None]], axis=1)
+        keep = exists.transpose("sample").values.astype(bool)
+        runs = np.asarray(exists["run"].values)[keep].astype(str)
+        layers = np.asarray(exists["layer"].values)[keep].astype(str)
+        return x[keep], runs, layers
+
+
+@dataclass
+class Samples:
+    """Samples per (run, layer) with their label, group (run id) and per-run metadata."""
+
+    X: np.ndarray
+    y: np.ndarray
+    groups: np.ndarray
+    layers: np.ndarray
+    feature_names: list[str]
+    channels: list[str]
+    n_times: int
+    n_static: int
+    meta: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def subset(self, mask: np.ndarray) -> Samples:
+        return Samples(self.X[mask], self.y[mask], self.groups[mask], self.layers[mask],
+                       self.feature_names, self.channels, self.n_times, self.n_static,
+                       {k: v[mask] for k, v in self.meta.items()})
+
+    @property
+    def n_runs(self) -> int:
+        return len(np.unique(self.groups))
+
+
+def usable_runs(ds: xr.Dataset, statuses: Sequence[str] = ("ok",)) -> xr.Dataset:
+    """The runs whose `status` is in `statuses` (diverged or failed runs have truncated
+    trajectories and are left out by default; the caller reports how many)."""
+    if "status" not in ds.coords:
+        return ds
+    keep = np.isin(np.asarray(ds["status"].values).astype(str), list(statuses))
+    return ds.isel(run=np.flatnonzero(keep))
+
+
+def make_samples(ds: xr.Dataset, features: TrajectoryFeatures, label: str = "rule",
+                 meta_keys: Sequence[str] = ()) -> Samples:
+    """Fit `features` on `ds` if needed and return the labelled, grouped samples."""
+    if not hasattr(features, "channels_"):
+        features.fit(ds)
+    labels = run_values(ds, label).astype(str)
+    x, runs, layers = features.samples_frame(ds)
+    by_run = dict(zip(np.asarray(ds["run"].values).astype(str), range(ds.sizes["run"])))
+    idx = np.array([by_run[r] for r in runs], dtype=int)
+    meta = {}
+    for k in meta_keys:
+        if k in ds.coords and ds[k].dims == ("run",):
+            meta[k] = np.asarray(ds[k].values)[idx]
+    return Samples(x, labels[idx], runs, layers, list(features.feature_names_),
+                   list(features.channels_), features.n_times_, features.n_static_, meta)
+
+
+def synthetic_scan(n_runs_per_rule: int = 12, rules: Sequence[str] = ("a", "b", "c"),
+                   planted: str | None = "weights.abs_q75", n_time: int = 11,
+                   layers_per_arch: Sequence[int] = (2, 3), seed: int = 0,
+                   effect: float = 3.0) -> xr.Dataset:
+    """A store-format Dataset (dims run, time, layer, stat, units, noise) of pure noise, with
+    the label planted in one channel `observable.stat` (None = no signal anywhere): there the
+    trajectory is noise + effect * k * t / T for the k-th rule. Layers missing in the smaller
+    architecture are NaN, as in a real mixed store. For checking the identification pipeline
+    against a known answer."""
+    rng = np.random.default_rng(seed)
+    stats = [f"{v}_{s}" for v in ("raw", "abs", "sq") for s in ("mean", "var", "median", "q75")]
+    units, noise = [0, 10], [0.0, 0.5]
+    n_layers = max(layers_per_arch)
+    layers = [f"layer{i + 1}" for i in range(n_layers)]
+    run_ids, rule_of, arch_of, seed_of = [], [], [], []
+    for k, rule in enumerate(rules):
+        for j in range(n_runs_per_rule):
+            run_ids.append(f"r{k:02d}{j:03d}")
+            rule_of.append(rule)
+            arch_of.append(layers_per_arch[j % len(layers_per_arch)])
+            seed_of.append(j)
+    n_run = len(run_ids)
+    shape = (n_run, n_time, n_layers, len(stats), len(units), len(noise))
+    t = np.linspace(0, 1, n_time)
+    data = {}
+    for obs in OBSERVABLES:
+        arr = rng.normal(size=shape)
+        if planted is not None and planted.split(".")[0] == obs:
+            s = stats.index(planted.split(".")[1])
+            code = np.array([list(rules).index(r) for r in rule_of], float)
+            arr[:, :, :, s] += effect * code[:, None, None, None, None] * t[None, :, None, None,
+                                                                             None]
+        for i, n_l in enumerate(arch_of):
+            arr[i, :, n_l:] = np.nan
+        data[obs] = (("run", "time", "layer", "stat", "units", "noise"), arr)
+    align = rng.normal(size=(n_run, n_time, n_layers))
+    loss = rng.normal(size=(n_run, n_time))
+    depth = np.full((n_run, n_layers), np.nan)
+    for i, n_l in enumerate(arch_of):
+        align[i, :, n_l:] = np.nan
+        depth[i, :n_l] = np.linspace(0, 1, n_l) if n_l > 1 else 0.0
+    data["alignment"] = (("run", "time", "layer"), align)
+    data["loss"] = (("run", "time"), loss)
+    data["test_accuracy"] = (("run", "time"), rng.normal(size=(n_run, n_time)))
+    families = {r: f"family_{i % 2}" for i, r in enumerate(rules)}
+    coords = {
+        "run": run_ids, "time": np.arange(n_time), "step": ("time", np.arange(n_time) * 10),
+        "layer": layers, "stat": stats, "units": units, "noise": noise,
+        "rule": ("run", rule_of), "rule_family": ("run", [families[r] for r in rule_of]),
+        "optimizer": ("run", ["sgd"] * n_run),
+        "architecture": ("run", ["-".join(["32"] * (n - 1)) for n in arch_of]),
+        "seed": ("run", seed_of), "lr": ("run", [0.01 * (1 + s % 3) for s in seed_of]),
+        "status": ("run", ["ok"] * n_run), "task": ("run", ["synthetic"] * n_run),
+        "depth": (("run", "layer"), depth),
+    }
+    return xr.Dataset(data, coords=coords)
