@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from lrsim.errors import LrsimError
 
-COMMANDS = ["rules", "run", "scan"]
+COMMANDS = ["rules", "run", "scan", "identify", "demo"]
 
 
 def build_parser() -> argparse.ArgumentParser:
