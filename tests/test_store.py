@@ -128,3 +128,18 @@ def test_cli_run_out_writes_one_file_per_replica(tmp_path, capsys):
     assert scan.sizes["run"] == 3 and set(scan["seed"].values) == {0, 1, 2}
     assert set(scan["status"].values) == {"ok"}
     assert "wrote 3 run file(s)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("engine", ["h5netcdf", "netcdf4"])
+def test_both_read_engines_agree(tmp_path, runs, monkeypatch, engine):
+    from lrsim import store
+
+    if engine == "netcdf4":
+        pytest.importorskip("netCDF4")
+    write_run(runs[0], tmp_path)
+    monkeypatch.setattr(store, "READ_ENGINE", engine)
+    scan = open_scan(tmp_path)
+    np.testing.assert_array_equal(scan["activations"].isel(run=0).values,
+                                  runs[0]["activations"].values)
+    assert scan["rule"].values[0] == runs[0].attrs["rule"]
+    assert list(scan["stat"].values) == list(runs[0]["stat"].values)

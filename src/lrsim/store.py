@@ -32,7 +32,20 @@ import xarray as xr
 
 from lrsim.errors import LrsimError
 
-ENGINE = "h5netcdf"
+ENGINE = "h5netcdf"  # writes (and reads where netCDF4 is missing)
+
+
+def _read_engine() -> str:
+    """netCDF4 reads these files ~7x faster than h5netcdf (measured: 11 vs 77 ms per run
+    file); use it where installed."""
+    try:
+        import netCDF4  # noqa: F401
+    except ImportError:
+        return ENGINE
+    return "netcdf4"
+
+
+READ_ENGINE = _read_engine()
 SUFFIX = ".nc"
 TMP_MARK = ".tmp-"
 _ID = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -84,14 +97,19 @@ def write_run(ds: xr.Dataset, directory: str | Path) -> Path:
 
 
 def _check(path: Path) -> str | None:
-    """None when `path` is a complete run file, else why not."""
+    """None when `path` is a complete run file, else why not (HDF5 refuses truncated files on
+    opening; the run id must match the name)."""
+    import h5py
+
     try:
-        with xr.open_dataset(path, engine=ENGINE) as ds:
-            rid = ds.attrs.get("run_id")
-            if rid != path.name[: -len(SUFFIX)]:
-                return f"its run_id attribute {rid!r} does not match the file name"
+        with h5py.File(path, "r") as fh:
+            rid = fh.attrs.get("run_id")
     except Exception as err:  # noqa: BLE001 - any failure to open means: not a usable file
         return f"unreadable ({type(err).__name__}: {str(err).splitlines()[0][:120]})"
+    if isinstance(rid, bytes):
+        rid = rid.decode()
+    if rid != path.name[: -len(SUFFIX)]:
+        return f"its run_id attribute {rid!r} does not match the file name"
     return None
 
 
@@ -157,7 +175,7 @@ def open_scan(directory: str | Path, errors: Literal["raise", "report"] = "raise
     for path in files:
         problem = None
         try:
-            with xr.open_dataset(path, engine=ENGINE) as one:
+            with xr.open_dataset(path, engine=READ_ENGINE) as one:
                 ds = one.load()
             if ds.attrs.get("run_id") != path.name[: -len(SUFFIX)]:
                 problem = f"run_id attribute {ds.attrs.get('run_id')!r} differs from the name"
