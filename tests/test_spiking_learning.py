@@ -9,6 +9,8 @@ runs are marked slow."""
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 from brian2 import ms, second
@@ -162,3 +164,31 @@ def test_regression_task_is_refused():
                  "train": {"steps": 1}, "spiking": {"target": "numpy"}})
     with pytest.raises(ConfigError, match="classification task"):
         run_experiment(exp)
+
+
+def _cache_dir_here() -> str | None:
+    from lrsim.config import SpikingSpec
+    from lrsim.models.spiking.run import brian_cache_dir
+
+    return brian_cache_dir(SpikingSpec())
+
+
+def test_each_dask_worker_gets_its_own_brian_cache(monkeypatch, tmp_path):
+    from distributed import Client, LocalCluster
+
+    from lrsim.config import SpikingSpec
+    from lrsim.models.spiking.run import brian_cache_dir
+
+    monkeypatch.delenv("LRSIM_BRIAN_CACHE", raising=False)
+    assert brian_cache_dir(SpikingSpec(cache_dir=str(tmp_path))) == str(tmp_path)
+    assert _cache_dir_here() is None  # outside a worker: Brian2's default
+    monkeypatch.setenv("LRSIM_BRIAN_CACHE", str(tmp_path / "env"))
+    assert _cache_dir_here() == str(tmp_path / "env")
+    monkeypatch.delenv("LRSIM_BRIAN_CACHE")
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None, silence_logs=logging.ERROR) as cluster, \
+            Client(cluster) as client:
+        workers = list(client.scheduler_info()["workers"])
+        dirs = [client.submit(brian_cache_dir, SpikingSpec(), workers=[w], pure=False).result()
+                for w in workers]
+    assert len(set(dirs)) == 2 and all("worker-" in d for d in dirs), dirs
