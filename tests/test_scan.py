@@ -314,22 +314,25 @@ def test_worker_killed_during_a_job_is_retried_and_all_runs_ok(tmp_path, cluster
 def test_a_job_that_raises_is_recorded_and_the_others_complete(tmp_path, cluster):
     lc, _ = cluster
     # mnist without a data directory passes validation but raises when the job loads it
-    data = {**BASE, "scan": {"task.name": ["gaussian_mixture", "mnist"], "seed": [0, 1]}}
+    # (lr = 100 diverges: a result, recorded `diverged`, not a failure)
+    data = {**BASE, "scan": {"task.name": ["gaussian_mixture", "mnist"],
+                             "train.lr": [0.05, 100.0], "seed": [0, 1]}}
     f = tmp_path / "scan.toml"
     f.write_text(_toml(data))
     out = tmp_path / "out"
     s = run_scan(f, out, scheduler=lc.scheduler_address, progress=False)
-    assert (s.ok, s.failed, s.skipped, s.exit_code) == (2, 2, 0, 1)
+    assert (s.ok, s.diverged, s.failed, s.skipped, s.exit_code) == (2, 2, 4, 0, 1)
     manifest = json.loads((out / MANIFEST).read_text())
-    by_task = {e["params"]["task.name"] for e in manifest["runs"] if e["status"] == "ok"}
-    assert by_task == {"gaussian_mixture"}
+    status = {(e["params"]["task.name"], e["lr"]): e["status"] for e in manifest["runs"]}
+    assert status == {("gaussian_mixture", 0.05): "ok", ("gaussian_mixture", 100.0): "diverged",
+                      ("mnist", 0.05): "failed", ("mnist", 100.0): "failed"}
     failed = [e for e in manifest["runs"] if e["status"] == "failed"]
-    assert len(failed) == 2 and all("mnist" in e["error"] and "path" in e["error"]
+    assert len(failed) == 4 and all("mnist" in e["error"] and "path" in e["error"]
                                     for e in failed)
-    assert len(list(out.glob("*.nc"))) == 2
+    assert len(list(out.glob("*.nc"))) == 4
     # a rerun skips the finished runs and tries the failed ones again
     s2 = run_scan(f, out, scheduler=lc.scheduler_address, progress=False)
-    assert (s2.ok, s2.failed, s2.skipped) == (0, 2, 2)
+    assert (s2.ok, s2.failed, s2.skipped) == (0, 4, 4)
     # a changed experiment under the same folder is refused, unless forced
     data["train"] = {**data["train"], "steps": 50}
     data["scan"] = {"seed": [0, 1]}
@@ -338,4 +341,4 @@ def test_a_job_that_raises_is_recorded_and_the_others_complete(tmp_path, cluster
         run_scan(f, out, scheduler=lc.scheduler_address, progress=False)
     s3 = run_scan(f, out, scheduler=lc.scheduler_address, progress=False, force=True)
     assert (s3.ok, s3.failed, s3.skipped) == (2, 0, 0)
-    assert len(list(out.glob("*.nc"))) == 2 and len(list((out / "superseded").glob("*.nc"))) == 2
+    assert len(list(out.glob("*.nc"))) == 2 and len(list((out / "superseded").glob("*.nc"))) == 4
