@@ -47,7 +47,8 @@ class Signals:
     target                the output target (one-hot for classes)          (K, N, n_L)
     own_weights[l]        W_l, read by a synapse about itself (local)      (K, n_l, n_{l-1})
     downstream_weights[l] W_{l+1}, read to send error back: weight transport (non-local)
-    noise                 a torch.Generator for noise-driven phases
+    noise                 random source for noise-driven phases: a `ReplicaNoise` (one generator
+                          per replica) or one torch.Generator; draw with `normal(...)`
     """
 
     pre: list[Tensor]
@@ -57,7 +58,7 @@ class Signals:
     target: Tensor
     own_weights: list[Tensor]
     downstream_weights: list[Tensor]
-    noise: torch.Generator | None = None
+    noise: ReplicaNoise | torch.Generator | None = None
 
     @property
     def n_layers(self) -> int:
@@ -69,6 +70,28 @@ class Signals:
 
 
 SIGNAL_NAMES = frozenset(f.name for f in fields(Signals))
+
+
+class ReplicaNoise:
+    """One random stream per replica, so a replica's noise does not depend on which replicas
+    share its batch (same run id, same values, whatever the grouping)."""
+
+    def __init__(self, seeds: list[int]):
+        self.generators = [torch.Generator().manual_seed(int(s) * 2_654_435_761 % 2**63 + 7919)
+                           for s in seeds]
+
+
+def normal(noise: ReplicaNoise | torch.Generator | None, k: int, shape: tuple[int, ...],
+           like: Tensor) -> Tensor:
+    """Standard normal draws (k, *shape) with `like`'s dtype and device; replica i draws from
+    its own generator when `noise` is a ReplicaNoise."""
+    if isinstance(noise, ReplicaNoise):
+        if len(noise.generators) != k:
+            raise ValueError(f"noise has {len(noise.generators)} streams for {k} replicas")
+        draws = [torch.randn(shape, generator=g, dtype=torch.float64) for g in noise.generators]
+        return torch.stack(draws).to(dtype=like.dtype, device=like.device)
+    gen = noise if noise is not None else torch.Generator().manual_seed(0)
+    return torch.randn((k, *shape), generator=gen, dtype=torch.float64).to(like)
 
 
 class _RestrictedSignals:

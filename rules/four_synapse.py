@@ -35,7 +35,15 @@ from __future__ import annotations
 import torch
 
 from lrsim.registry import Param
-from lrsim.rules.base import Signals, State, batch_mean_outer, random_feedback, register
+from lrsim.rules.base import (
+    ReplicaNoise,
+    Signals,
+    State,
+    batch_mean_outer,
+    normal,
+    random_feedback,
+    register,
+)
 from lrsim.rules.feedback_alignment import _FixedFeedback
 
 VARIANTS = ("wired", "self_assembling")
@@ -115,15 +123,14 @@ class FourSynapse(_FixedFeedback):
         return new
 
     def _pair(self, us: list[torch.Tensor], vs: list[torch.Tensor | None],
-              noise: torch.Generator) -> tuple[list, list]:
+              noise: ReplicaNoise | torch.Generator | None) -> tuple[list, list]:
         """One pairing phase: U <- U + eta_c (<a d^T> - U), V <- V + eta_c (<d a^T> - V)."""
         new_u, new_v = [], []
         for u, v in zip(us, vs):
             k, n = u.shape[0], u.shape[1]
-            shape = (3, k, self.pairing_batch, n)
-            draw = torch.randn(shape, generator=noise, dtype=u.dtype, device=u.device)
-            a = draw[0] + self.pairing_noise * draw[1]
-            d = draw[0] + self.pairing_noise * draw[2]
+            draw = normal(noise, k, (3, self.pairing_batch, n), u)  # shared, private A, D
+            a = draw[:, 0] + self.pairing_noise * draw[:, 1]
+            d = draw[:, 0] + self.pairing_noise * draw[:, 2]
             co = batch_mean_outer(a, d)  # <a d^T>, (K, n, n)
             new_u.append(u + self.pairing_lr * (co - u))
             new_v.append(None if v is None else v + self.pairing_lr * (co.transpose(1, 2) - v))

@@ -35,7 +35,7 @@ from __future__ import annotations
 import torch
 
 from lrsim.registry import Param
-from lrsim.rules.base import Signals, State, batch_mean_outer, random_feedback, register
+from lrsim.rules.base import Signals, State, batch_mean_outer, normal, random_feedback, register
 from lrsim.rules.feedback_alignment import _FixedFeedback
 
 _CREDIT = frozenset({"pre", "derivative", "output_error"})
@@ -106,8 +106,7 @@ class WeightMirror(_LearnedFeedback):
         for l in range(1, len(state["B"])):
             b, w = state["B"][l], s.own_weights[l]
             k, n_in = w.shape[0], w.shape[2]
-            x = torch.randn(k, self.mirror_batch, n_in, generator=s.noise, dtype=w.dtype,
-                            device=w.device) * self.mirror_noise
+            x = normal(s.noise, k, (self.mirror_batch, n_in), w) * self.mirror_noise
             y = torch.bmm(x, w.transpose(1, 2))
             hebb = batch_mean_outer(x, y)  # (K, n_{l-1}, n_l) = mean x y^T
             new_b.append(b + self.mirror_lr * (hebb - self.mirror_decay * b))

@@ -33,8 +33,10 @@ def _exp(**over):
     return parse(base)
 
 
-def test_replicas_trained_together_equal_one_at_a_time():
-    exp = _exp()
+@pytest.mark.parametrize("rule", ["feedback_alignment", "weight_mirror", "four_synapse"])
+def test_replicas_trained_together_equal_one_at_a_time(rule: str):
+    """Also for noise-driven rules: each replica draws from its own noise stream."""
+    exp = _exp(rule={"name": rule})
     reps = [dataclasses.replace(r, lr=lr) for r, lr in zip(replicas(exp), [0.02, 0.05, 0.1])]
     together = train(exp, reps).context.net
     for k, rep in enumerate(reps):

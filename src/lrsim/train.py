@@ -24,7 +24,7 @@ from lrsim.models.rate import RateNetwork, loss_and_error
 from lrsim.models.tasks import Task, tasks
 from lrsim.optimizers import optimizers
 from lrsim.rules import rules
-from lrsim.rules.base import Rule, Signals, State, alignment_angles
+from lrsim.rules.base import ReplicaNoise, Rule, Signals, State, alignment_angles
 
 DIVERGENCE_CHECK_EVERY = 25  # steps between host syncs that look for non-finite losses
 
@@ -172,7 +172,7 @@ def train(exp: Experiment, reps: list[Replica] | None = None,
     wd = torch.tensor([r.weight_decay for r in reps], dtype=dtype, device=device).view(-1, 1, 1)
     decay = wd + float(rule.decay)
     sampler = BatchSampler(len(task.x_train), exp.train.batch_size, [r.seed for r in reps], device)
-    noise = torch.Generator(device=device).manual_seed(exp.seed + 7919)
+    noise = ReplicaNoise([r.seed for r in reps])
     L = net.n_layers
     ctx = TrainContext(exp, task, net, rule, state, reps, device, dtype, [None] * len(reps))
     observers = list(observers or [])
