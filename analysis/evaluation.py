@@ -32,6 +32,7 @@ from lrsim.analysis.features import (
     CONTROL_OBSERVABLES,
     Samples,
     TrajectoryFeatures,
+    all_observables,
     default_observables,
     make_samples,
     run_values,
@@ -44,6 +45,7 @@ TARGET_ACCURACY = 0.90
 GENERALISATION_KEYS = ("architecture", "task", "activation", "substrate")
 # What a recording costs an experimentalist, per observable: activations and their change come
 # from the same activity recording; synaptic weights are the hardest to measure.
+ALL_MEASURABLE = "all measurable"
 OBSERVABLE_COST = {"activations": 1, "activity_change": 1, "weights": 2}
 
 
@@ -297,7 +299,7 @@ def protocol_cost(observable: str, units: int, noise: float, time_points: int
     """The order 'cheapest first' of recording protocols: fewer units recorded (0 = all is the
     most), cheaper observables (activity-derived 1, weights 2, all of them 3), fewer time
     points, then more measurement noise tolerated."""
-    obs_cost = OBSERVABLE_COST.get(observable, 3 if observable == "all" else 2)
+    obs_cost = OBSERVABLE_COST.get(observable, 3 if observable == ALL_MEASURABLE else 2)
     return (math.inf if units == 0 else units, obs_cost, time_points, -noise)
 
 
@@ -307,7 +309,7 @@ def protocol_sentence(protocol: dict[str, Any] | None, label: str, target: float
         return (f"No recording protocol tried reached {target:.0%} accuracy for the {label}: "
                 f"collect more runs or record more.")
     units = "all units" if protocol["units"] == 0 else f"{protocol['units']} units per layer"
-    obs = ("all observables" if protocol["observable"] == "all"
+    obs = ("all measurable observables" if protocol["observable"] == ALL_MEASURABLE
            else f"the {protocol['observable'].replace('_', ' ')}")
     return (f"The cheapest recording protocol reaching {target:.0%} accuracy for the {label} is "
             f"{obs} from {units} with {protocol['noise']:g} relative measurement noise at "
@@ -348,7 +350,8 @@ def _identify(ds: xr.Dataset, *, label: str = "rule",
         raise ConfigError("the store has no usable runs (status 'ok')")
     _check_label(data, label)
     units0, noise0 = _full_view(data)
-    observables = default_observables(data)
+    measurable = default_observables(data)
+    observables = all_observables(data)
     control_obs = [o for o in CONTROL_OBSERVABLES if o in data.data_vars]
     meta_keys = [k for k in (*GENERALISATION_KEYS, "optimizer", "rule", "rule_family", "lr",
                              "seed") if k in data.coords]
@@ -357,13 +360,15 @@ def _identify(ds: xr.Dataset, *, label: str = "rule",
     feats = TrajectoryFeatures(observables, units=units0, noise=noise0)
     samples = make_samples(data, feats, label, meta_keys)
     classes = np.unique(samples.y)
-    n_perm = n_permutations if n_permutations is not None else (10 if quick else 50)
+    n_perm = n_permutations if n_permutations is not None else (19 if quick else 99)
+    null_splits = RepeatedStratifiedGroupSplit(min(3, n_splits), 0.25, random_state)
     results: dict[str, Any] = {
         "store": store, "label": label, "classes": classes.tolist(),
         "n_runs": int(data.sizes["run"]), "n_runs_total": int(ds.sizes["run"]),
         "runs_by_status": dict(statuses), "n_samples": int(len(samples.y)),
         "runs_per_class": {c: int(len(set(samples.groups[samples.y == c]))) for c in classes},
-        "observables": observables, "control_observables": control_obs,
+        "observables": observables, "measurable_observables": measurable,
+        "control_observables": control_obs,
         "stats": list(feats.stats_), "n_time": int(data.sizes["time"]),
         "view": {"units": units0, "noise": noise0},
         "settings": {"n_splits": n_splits, "test_size": 0.25, "quick": quick,
@@ -422,17 +427,22 @@ def _identify(ds: xr.Dataset, *, label: str = "rule",
     # Label-permutation null for the sweep classifier on all observables.
     say(f"label-permutation null: {n_perm} permutations")
     observed = sweep_score()
-    results["null"] = permutation_null(samples, sweep_est, splitter, n_perm,
-                                       observed["accuracy_mean"], random_state=random_state)
+    on_null_splits = cross_validate(samples, sweep_est, null_splits, random_state=random_state)
+    results["null"] = permutation_null(samples, sweep_est, null_splits, n_perm,
+                                       on_null_splits["accuracy_mean"],
+                                       random_state=random_state)
+    results["null"]["n_splits"] = null_splits.n_repeats
     results["null"]["classifier"] = "forest"
 
     # Accuracy per observable, and against the recording protocol.
     say("accuracy per observable and against units / noise / time points / fraction")
     results["per_observable"] = {o: sweep_score(observables=[o]) for o in observables}
+    if len(measurable) > 1:
+        results["per_observable"]["+".join(measurable)] = sweep_score(observables=measurable)
     if control_obs:
         results["per_observable"]["loss/accuracy (control)"] = sweep_score(
             observables=control_obs)
-    results["per_observable"]["all"] = {k: observed[k] for k in
+    results["per_observable"]["all recorded"] = {k: observed[k] for k in
                                         ("accuracy_mean", "accuracy_sem", "run_accuracy_mean")}
     tp_values = sorted({t for t in ((3, 9) if quick else (2, 3, 5, 9, 17, 33)) if t < n_time}
                        | {n_time})
@@ -476,7 +486,7 @@ def _identify(ds: xr.Dataset, *, label: str = "rule",
 
     # The cheapest protocol reaching the target.
     say("searching the cheapest protocol reaching 90%")
-    results["protocol"] = cheapest_protocol(data, observables, tp_values, sweep_score)
+    results["protocol"] = cheapest_protocol(data, measurable, tp_values, sweep_score)
     results["protocol"]["sentence"] = protocol_sentence(results["protocol"]["cheapest"], label,
                                                         TARGET_ACCURACY)
     for clf in classifiers:
@@ -576,7 +586,7 @@ def cheapest_protocol(data: xr.Dataset, observables: Sequence[str], time_points:
     passing: list[dict[str, Any]] = []
 
     def evaluate(o: str, u: int, n: float, t: int) -> bool:
-        obs = list(observables) if o == "all" else [o]
+        obs = list(observables) if o == ALL_MEASURABLE else [o]
         r = score(observables=obs, units=u, noise=n, time_points=t)
         row = {"observable": o, "units": u, "noise": n, "time_points": t,
                "accuracy_mean": r["accuracy_mean"], "accuracy_sem": r["accuracy_sem"]}
@@ -589,7 +599,7 @@ def cheapest_protocol(data: xr.Dataset, observables: Sequence[str], time_points:
     def richer(a: int, b: int) -> bool:  # units a >= units b, 0 = all
         return (math.inf if a == 0 else a) >= (math.inf if b == 0 else b)
 
-    for o in [*observables, "all"]:
+    for o in [*observables, ALL_MEASURABLE]:
         failed: list[tuple[int, float]] = []
         for u in rich:
             for n in noise_all:

@@ -60,6 +60,14 @@ def default_observables(ds: xr.Dataset) -> list[str]:
     return found + sorted(extra)
 
 
+def all_observables(ds: xr.Dataset) -> list[str]:
+    """Every time-varying variable a store records for identification: the experimentalist's
+    observables, then `alignment` (angle(B, W^T), a model-internal quantity no experiment
+    measures directly) and the `loss` / `test_accuracy` curves."""
+    extra = [v for v in ("alignment", *CONTROL_OBSERVABLES) if v in ds.data_vars]
+    return default_observables(ds) + extra
+
+
 def run_values(ds: xr.Dataset, key: str) -> np.ndarray:
     """The per-run value of coordinate / attribute `key` (a `run` coordinate in a store)."""
     if key not in ds.coords and key not in ds.data_vars:
