@@ -362,6 +362,9 @@ def _identify(ds: xr.Dataset, *, label: str = "rule",
     classes = np.unique(samples.y)
     n_perm = n_permutations if n_permutations is not None else (19 if quick else 99)
     null_splits = RepeatedStratifiedGroupSplit(min(3, n_splits), 0.25, random_state)
+    # sweeps, importance and the protocol search: fewer splits with --quick
+    sweep_splits = RepeatedStratifiedGroupSplit(min(5, n_splits) if quick else n_splits, 0.25,
+                                                random_state)
     results: dict[str, Any] = {
         "store": store, "label": label, "classes": classes.tolist(),
         "n_runs": int(data.sizes["run"]), "n_runs_total": int(ds.sizes["run"]),
@@ -393,7 +396,8 @@ def _identify(ds: xr.Dataset, *, label: str = "rule",
     if "forest" in results["main"]:
         forest_keep = _mode_params(results["main"]["forest"]["best_params"])
         sweep_est.set_params(**forest_keep)
-    results["sweep_classifier"] = {"name": "forest", "params": forest_keep or {}}
+    results["sweep_classifier"] = {"name": "forest", "params": forest_keep or {},
+                                   "n_splits": sweep_splits.n_repeats}
 
     cache: dict[tuple, dict[str, Any]] = {}
 
@@ -406,7 +410,7 @@ def _identify(ds: xr.Dataset, *, label: str = "rule",
             f = TrajectoryFeatures(list(observables), units=units, noise=noise,
                                    time_points=time_points, fraction=fraction)
             s = make_samples(data, f, label)
-            r = cross_validate(s, sweep_est, splitter, random_state=random_state)
+            r = cross_validate(s, sweep_est, sweep_splits, random_state=random_state)
             cache[key] = {"accuracy_mean": r["accuracy_mean"], "accuracy_sem": r["accuracy_sem"],
                           "run_accuracy_mean": r["run_accuracy_mean"],
                           "n_features": int(s.X.shape[1])}
@@ -439,9 +443,6 @@ def _identify(ds: xr.Dataset, *, label: str = "rule",
     results["per_observable"] = {o: sweep_score(observables=[o]) for o in observables}
     if len(measurable) > 1:
         results["per_observable"]["+".join(measurable)] = sweep_score(observables=measurable)
-    if control_obs:
-        results["per_observable"]["loss/accuracy (control)"] = sweep_score(
-            observables=control_obs)
     results["per_observable"]["all recorded"] = {k: observed[k] for k in
                                         ("accuracy_mean", "accuracy_sem", "run_accuracy_mean")}
     tp_values = sorted({t for t in ((3, 9) if quick else (2, 3, 5, 9, 17, 33)) if t < n_time}
@@ -456,7 +457,7 @@ def _identify(ds: xr.Dataset, *, label: str = "rule",
 
     # Which statistics matter.
     say("grouped permutation importance")
-    results["importance"] = importance(samples, sweep_est, splitter,
+    results["importance"] = importance(samples, sweep_est, sweep_splits,
                                        n_repeats=2 if quick else 5, random_state=random_state)
 
     # Held-out generalisation: every value of every key that varies, and --holdout.
