@@ -43,7 +43,7 @@ def test_default_network_is_asynchronous_irregular_and_balanced():
 def test_brunel_strong_excitation_is_synchronous_regular():
     """g = 3 (excitation dominates) fires regularly at high rate, more synchronously than the
     AI state (Brunel 2000, Fig. 8A); g >= 5 with drive above threshold (the default g = 7,
-    eta = 1.5) is asynchronous irregular. Fast synapses (0.5 ms) approximate Brunel's delta
+    eta = 1.25) is asynchronous irregular. Fast synapses (0.5 ms) approximate Brunel's delta
     synapses. In this 1,000-neuron network the SR state is regular but only weakly synchronous
     (chi ~ 0.1 against ~ 0.05)."""
     sr = NetworkParams(g=3.0, eta=2.0, tau_e=0.5 * ms, tau_i=0.5 * ms)
@@ -59,11 +59,14 @@ def test_brunel_strong_excitation_is_synchronous_regular():
 
 def test_dale_law_by_construction():
     bn = build_balanced(NetworkParams(n_e=80, n_i=20), 0)
+    assert set(bn.synapses) == {"e", "i"}
     for name, syn in bn.synapses.items():
         jump = syn.namespace["jump"]
-        assert (jump > 0) if name[0] == "e" else (jump < 0), name
-        target = "I_e" if name[0] == "e" else "I_i"
-        assert target in syn.pre.code
+        assert (jump > 0) if name == "e" else (jump < 0), name
+        assert ("I_e" if name == "e" else "I_i") in syn.pre.code
+        sources = np.asarray(syn.i[:]) + (0 if name == "e" else 80)
+        assert np.all((sources < 80) if name == "e" else (sources >= 80))
+        assert not np.any(sources == np.asarray(syn.j[:]))  # no autapses
 
 
 def test_same_seed_same_spikes_numpy():

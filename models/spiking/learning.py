@@ -341,9 +341,10 @@ class TaskNetwork:
         scale = float(self.lp.rate_scale / Hz)
         label = int(self.schedule.labels[k])
         target = self.target_rates(label)
-        err = (rates[-1] - target) / scale
-        loss = 0.5 * float(np.sum(err**2)) / self.lp.readout_pool
+        # the readout error of the population code: class rate = mean over the class's pool
         class_rates = rates[-1].reshape(self.n_classes, self.lp.readout_pool).mean(1)
+        class_target = target.reshape(self.n_classes, self.lp.readout_pool).mean(1)
+        loss = 0.5 * float(np.sum(((class_rates - class_target) / scale) ** 2))
         self.log.phase.append(self.schedule.phases[k])
         self.log.label.append(label)
         self.log.loss.append(loss)

@@ -15,8 +15,9 @@ update steps (`lrsim.analysis.observers.schedule_steps`):
     activity_change  statistics of the change of each recorded unit's mean rate between
                      consecutive windows (NaN at the first time point)
     alignment        angle(B_l, W_l^T) (NaN without feedback matrices)
-    loss             mean readout error 0.5 sum_j ((r_j - r*_j) / rate_scale)^2 / pool of the
-                     window's trials (the first point: the initial evaluation block)
+    loss             mean readout error 0.5 sum_c ((r_c - r*_c) / rate_scale)^2 of the window's
+                     trials, r_c the mean rate of class c's readout pool (the first point: the
+                     initial evaluation block)
     test_accuracy    readout accuracy on the test block (first and last time point; NaN between)
     rate, cv_isi, fano, correlation, synchrony   per population (`population` dim), from the
                      spikes of the window (`lrsim.analysis.spike_stats`)
