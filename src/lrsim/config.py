@@ -150,7 +150,7 @@ class SpikingSpec(_Strict):
     n_ref_e: int = Field(800, ge=4, le=1_000_000)          # C_E = epsilon n_ref_e in-degree
     j_mv: float = Field(1.0, gt=0, le=20)                  # excitatory PSP J (mV)
     g: float = Field(7.0, ge=0, le=50)                     # inhibition relative to excitation
-    eta: float = Field(1.5, ge=0, le=20)                   # external drive nu_ext / nu_thr
+    eta: float = Field(1.25, ge=0, le=20)                  # external drive nu_ext / nu_thr
     tau_m_ms: float = Field(20.0, gt=0, le=1000)
     tau_e_ms: float = Field(2.0, gt=0, le=1000)
     tau_i_ms: float = Field(2.0, gt=0, le=1000)
