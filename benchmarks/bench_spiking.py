@@ -68,7 +68,7 @@ def cuba_ours(duration: float) -> float:
     j = 60 * 0.27 / 10 * 5 / 20  # mV: CUBA's ge jump x tau_e / tau_m
     g = (20 * 4.5 / 10) * 10 / 20 / j  # CUBA's gi jump x tau_i / tau_m / J
     p = NetworkParams(n_e=3200, n_i=800, epsilon=0.02, j=j * mV, g=g, eta=0.0, tau_m=20 * ms,
-                      tau_e=5 * ms, tau_i=10 * ms, t_ref=5 * ms, delay=0.1 * ms,
+                      tau_e=5 * ms, tau_i=10 * ms, t_ref=5 * ms, delay=0 * ms,
                       v_rest=-49 * mV, v_threshold=-50 * mV, v_reset=-60 * mV)
     bn = build_balanced(p, 1)
     t0 = time.perf_counter()
@@ -132,29 +132,32 @@ def main() -> None:
     ap.add_argument("--target", default="cython", choices=["cython", "numpy"])
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--no-compile", action="store_true", help="skip the compile-cost run")
+    ap.add_argument("--only", choices=["task", "cuba"], help="run one comparison only")
     args = ap.parse_args()
     from brian2 import ms
 
     from lrsim.models.spiking.network import configure
 
     configure(args.target, dt=0.1 * ms)
-    # warm the caches once (compilation is measured separately)
-    task_network(True, 0.3)
-    task_network(False, 0.3)
-    cuba_ours(0.1)
-    cuba_brian2_example(0.1)
-    learn, plain = side_by_side(lambda: task_network(True, SIM_S),
-                                lambda: task_network(False, SIM_S), args.repeats)
-    ours, ref = side_by_side(lambda: cuba_ours(SIM_S), lambda: cuba_brian2_example(SIM_S),
-                             args.repeats)
     print(f"| measurement ({args.target}, {os.cpu_count()} cores, shared) | value |")
     print("| --- | --- |")
-    print(f"| task network, learning: wall s / simulated s | {learn / SIM_S:.2f} |")
-    print(f"| task network, no learning: wall s / simulated s | {plain / SIM_S:.2f} |")
-    print(f"| ratio learning / no learning (goal <= 1.5) | {learn / plain:.2f} |")
-    print(f"| our CUBA-4000: wall s / simulated s | {ours / SIM_S:.2f} |")
-    print(f"| Brian2 CUBA example: wall s / simulated s | {ref / SIM_S:.2f} |")
-    print(f"| ratio ours / Brian2 example (goal <= 1.2) | {ours / ref:.2f} |")
+    # warm the caches once (compilation is measured separately)
+    if args.only in (None, "task"):
+        task_network(True, 0.3)
+        task_network(False, 0.3)
+        learn, plain = side_by_side(lambda: task_network(True, SIM_S),
+                                    lambda: task_network(False, SIM_S), args.repeats)
+        print(f"| task network, learning: wall s / simulated s | {learn / SIM_S:.2f} |")
+        print(f"| task network, no learning: wall s / simulated s | {plain / SIM_S:.2f} |")
+        print(f"| ratio learning / no learning (goal <= 1.5) | {learn / plain:.2f} |")
+    if args.only in (None, "cuba"):
+        cuba_ours(0.1)
+        cuba_brian2_example(0.1)
+        ours, ref = side_by_side(lambda: cuba_ours(SIM_S), lambda: cuba_brian2_example(SIM_S),
+                                 args.repeats)
+        print(f"| our CUBA-4000: wall s / simulated s | {ours / SIM_S:.2f} |")
+        print(f"| Brian2 CUBA example: wall s / simulated s | {ref / SIM_S:.2f} |")
+        print(f"| ratio ours / Brian2 example (goal <= 1.2) | {ours / ref:.2f} |")
     if not args.no_compile and args.target == "cython":
         first, second = compile_cost(args.target)
         print(f"| first run, fresh cython cache (build + compile + 0.1 s) | {first:.1f} s |")
