@@ -196,3 +196,15 @@ def test_each_dask_worker_gets_its_own_brian_cache(monkeypatch, tmp_path):
         dirs = [client.submit(brian_cache_dir, SpikingSpec(), workers=[w], pure=False).result()
                 for w in workers]
     assert len(set(dirs)) == 2 and all("worker-" in d for d in dirs), dirs
+
+
+def test_shipped_spiking_experiments_validate():
+    from pathlib import Path
+
+    from lrsim.config import load
+
+    files = sorted(Path(__file__).parents[1].joinpath("experiments").glob("spiking-*.toml"))
+    assert len(files) >= 3
+    for path in files:
+        exp = load(path)
+        assert exp.substrate == "spiking" and exp.spiking is not None, path
