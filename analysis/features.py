@@ -277,10 +277,27 @@ def make_samples(ds: xr.Dataset, features: TrajectoryFeatures, label: str = "rul
                    list(features.channels_), features.n_times_, features.n_static_, meta)
 
 
+def split_runs(ds: xr.Dataset) -> list[xr.Dataset]:
+    """A Dataset with a `run` dim as one Dataset per run in the run-file layout: per-run
+    coordinates become attributes (and the run id `run_id`), as `lrsim.store.write_run` wants."""
+    per_run = [str(c) for c in ds.coords if ds[c].dims == ("run",) and c != "run"]
+    out = []
+    for i, rid in enumerate(str(r) for r in ds["run"].values):
+        one = ds.isel(run=i)
+        attrs = {k: one[k].item() for k in per_run}
+        one = one.drop_vars([*per_run, "run"])
+        one = one.assign_coords({c: one[c].astype(object) for c in one.coords
+                                 if one[c].dtype.kind == "U"})
+        one.attrs = {**{k: (v if isinstance(v, int | float | str) else str(v))
+                        for k, v in attrs.items()}, "run_id": rid}
+        out.append(one)
+    return out
+
+
 def synthetic_scan(n_runs_per_rule: int = 12, rules: Sequence[str] = ("a", "b", "c"),
                    planted: str | None = "weights.abs_q75", n_time: int = 11,
                    layers_per_arch: Sequence[int] = (2, 3), seed: int = 0,
-                   effect: float = 3.0) -> xr.Dataset:
+                   effect: float = 3.0, run_prefix: str = "r") -> xr.Dataset:
     """A store-format Dataset (dims run, time, layer, stat, units, noise) of pure noise, with
     the label planted in one channel `observable.stat` (None = no signal anywhere): there the
     trajectory is noise + effect * k * t / T for the k-th rule. Layers missing in the smaller
@@ -294,7 +311,7 @@ def synthetic_scan(n_runs_per_rule: int = 12, rules: Sequence[str] = ("a", "b", 
     run_ids, rule_of, arch_of, seed_of = [], [], [], []
     for k, rule in enumerate(rules):
         for j in range(n_runs_per_rule):
-            run_ids.append(f"r{k:02d}{j:03d}")
+            run_ids.append(f"{run_prefix}{k:02d}{j:03d}")
             rule_of.append(rule)
             arch_of.append(layers_per_arch[j % len(layers_per_arch)])
             seed_of.append(j)

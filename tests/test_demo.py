@@ -74,3 +74,35 @@ def test_shipped_demo_identifies_the_rules(tmp_path, capsys):
     assert forest["run_accuracy_mean"] >= 0.90
     held = [h for h in results["generalisation"] if h["key"] == "architecture"]
     assert len(held) == 2 and all("forest" in h["results"] for h in held)
+
+
+def _write_store(ds, folder):
+    from lrsim.analysis.features import split_runs
+    from lrsim.store import write_run
+
+    for one in split_runs(ds):
+        write_run(one, folder)
+    return folder
+
+
+def test_identify_cli_trains_on_one_store_and_tests_on_another(tmp_path, capsys):
+    """Two stores of the same planted signal (other seeds, other run ids): the classifier
+    trained on the first must carry over to the second."""
+    from lrsim.analysis.features import synthetic_scan
+
+    a = _write_store(synthetic_scan(8, planted="weights.abs_q75", effect=8.0, n_time=5, seed=3),
+                     tmp_path / "a")
+    b = _write_store(synthetic_scan(4, planted="weights.abs_q75", effect=8.0, n_time=5, seed=4,
+                                    run_prefix="s"), tmp_path / "b")
+    out = tmp_path / "report"
+    argv = ["identify", str(a), "--out", str(out), "--test", str(b), "--holdout",
+            "architecture=32-32", "--classifiers", "forest", "--quick", "--permutations", "2"]
+    assert main(argv) == 0
+    assert "report:" in capsys.readouterr().out
+    results = json.loads((out / "results.json").read_text())
+    assert results["n_runs"] == 24 and results["test_store"]["n_test_runs"] == 12
+    assert results["test_store"]["results"]["forest"]["accuracy"] >= 0.9
+    assert results["holdout"]["n_test_runs"] == 12
+    assert results["importance"][0]["channel"] == "weights.abs_q75"
+    assert main(["identify", str(a), "--out", str(out), "--test", str(a)]) == 2
+    assert "shares" in capsys.readouterr().err

@@ -83,6 +83,11 @@ def run_identify(store: str | Path, out: str | Path, *, label: str = "rule",
         raise LrsimError(f"--out {out} is a file; give a folder for the report")
     ds = open_store(store)
     test_ds = open_store(test) if test is not None else None
+    if test_ds is not None:
+        clash = {str(r) for r in ds["run"].values} & {str(r) for r in test_ds["run"].values}
+        if clash:
+            raise ConfigError(f"--test store shares {len(clash)} run id(s) with the training "
+                              f"store (e.g. {sorted(clash)[0]}); use a store of other runs")
     with _torch_threads(1):
         results = identify(ds, label=label, classifiers=list(classifiers), holdout=holdout,
                            test_ds=test_ds, quick=quick, n_splits=splits,
