@@ -39,7 +39,7 @@ def fig_accuracy(results: dict[str, Any]) -> str:
     x = np.arange(len(clfs))
     main = [results["main"][c]["accuracy_mean"] for c in clfs]
     main_e = [results["main"][c]["accuracy_sem"] for c in clfs]
-    ax.bar(x - 0.2, main, 0.4, yerr=main_e, capsize=3, label="all observables", color="#3465a4")
+    ax.bar(x - 0.2, main, 0.4, yerr=main_e, capsize=3, label="everything recorded", color="#3465a4")
     if results.get("control"):
         ctrl = [results["control"][c]["accuracy_mean"] for c in clfs]
         ctrl_e = [results["control"][c]["accuracy_sem"] for c in clfs]
