@@ -114,7 +114,7 @@ State = dict[str, Any]
 
 def batch_mean_outer(m: Tensor, pre: Tensor) -> Tensor:
     """sum_n m[k,n,i] pre[k,n,j] / N  ->  (K, n_l, n_{l-1}): the three-factor term m^T x / N."""
-    return torch.bmm(m.transpose(1, 2), pre).mul_(1.0 / m.shape[1])
+    return torch.bmm(m.transpose(1, 2) * (1.0 / m.shape[1]), pre)  # scale the small operand
 
 
 def random_feedback(shape_like: Tensor, generators: list[torch.Generator]) -> Tensor:

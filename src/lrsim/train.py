@@ -171,6 +171,7 @@ def train(exp: Experiment, reps: list[Replica] | None = None,
     lr = torch.tensor([r.lr for r in reps], dtype=dtype, device=device).view(-1, 1, 1)
     wd = torch.tensor([r.weight_decay for r in reps], dtype=dtype, device=device).view(-1, 1, 1)
     decay = wd + float(rule.decay)
+    has_decay = bool((decay != 0).any())
     sampler = BatchSampler(len(task.x_train), exp.train.batch_size, [r.seed for r in reps], device)
     noise = ReplicaNoise([r.seed for r in reps])
     L = net.n_layers
@@ -210,7 +211,10 @@ def train(exp: Experiment, reps: list[Replica] | None = None,
         grads = rule.plasticity(state, sig, m)
         steps, opt_state = opt.transform([g for g, _ in grads] + [g for _, g in grads], opt_state)
         for l in range(L):
-            net.weights[l] -= lr * (steps[l] + decay * net.weights[l])
+            # W <- W - lr (step + decay W), as W (1 - lr decay) - lr step: two passes over W
+            if has_decay:
+                net.weights[l].mul_(1 - lr * decay)
+            net.weights[l].addcmul_(lr, steps[l], value=-1)
             if net.bias:
                 net.biases[l] -= lr[:, :, 0] * steps[L + l]
         state = rule.feedback(state, sig, m, steps[:L], lr)
