@@ -44,6 +44,7 @@ from torch import Tensor
 from lrsim.analysis.stats import check_stats, summary_stats
 from lrsim.config import Experiment, ObserveSpec, Replica
 from lrsim.errors import ConfigError
+from lrsim.store import netcdf_safe
 
 OBSERVABLES: tuple[str, ...] = ("weights", "activations", "activity_change")
 EVAL_TRAIN = 128  # training samples behind `loss` at each time point
@@ -72,21 +73,6 @@ def schedule_steps(total_steps: int, spec: ObserveSpec) -> list[int]:
 def architecture(exp: Experiment) -> str:
     """Hidden widths as a string, e.g. "64-64"."""
     return "-".join(str(h) for h in exp.model.hidden)
-
-
-def _safe(value: Any) -> str | int | float:
-    """An attribute value netCDF can hold: str, int or float (bool -> int, rest -> JSON)."""
-    if isinstance(value, bool | np.bool_):
-        return int(value)
-    if isinstance(value, int | np.integer):
-        return int(value)
-    if isinstance(value, float | np.floating):
-        return float(value)
-    if isinstance(value, str):
-        return value
-    if value is None:
-        return ""
-    return json.dumps(value, sort_keys=True)
 
 
 def run_config(exp: Experiment, rep: Replica) -> dict[str, Any]:
@@ -124,7 +110,7 @@ def run_attributes(exp: Experiment, rep: Replica, replica: int, *, rule_family: 
         attrs[f"optimizer_{key}"] = value
     for key, value in exp.task.params.items():
         attrs[f"task_{key}"] = value
-    return {k: _safe(v) for k, v in attrs.items()}
+    return {k: netcdf_safe(v) for k, v in attrs.items()}
 
 
 def _result_attrs(result: Any, k: int, rule_family: str) -> dict[str, str | int | float]:

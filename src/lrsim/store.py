@@ -51,7 +51,9 @@ TMP_MARK = ".tmp-"
 _ID = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
-def _safe_attr(value: Any) -> str | int | float:
+def netcdf_safe(value: Any) -> str | int | float:
+    """An attribute value netCDF can hold: str, int or float (bool -> int, None -> "",
+    anything else -> JSON)."""
     if isinstance(value, bool | np.bool_):
         return int(value)
     if isinstance(value, int | np.integer):
@@ -84,9 +86,9 @@ def write_run(ds: xr.Dataset, directory: str | Path) -> Path:
     final = directory / f"{rid}{SUFFIX}"
     tmp = directory / f".{rid}{SUFFIX}{TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}"
     out = ds.copy()
-    out.attrs = {str(k): _safe_attr(v) for k, v in ds.attrs.items()}
+    out.attrs = {str(k): netcdf_safe(v) for k, v in ds.attrs.items()}
     for var in out.variables.values():
-        var.attrs = {str(k): _safe_attr(v) for k, v in var.attrs.items()}
+        var.attrs = {str(k): netcdf_safe(v) for k, v in var.attrs.items()}
     try:
         out.to_netcdf(tmp, engine=ENGINE)
         os.replace(tmp, final)
