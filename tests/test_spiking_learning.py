@@ -1,5 +1,5 @@
 """Learning in the balanced spiking network with the registry's rules: error-driven rules
-reduce the readout error (by >= 15 % in 60 trials; halving is not reached that fast), Hebbian
+halve the readout error on the training stimuli (or better) in 60 trials, Hebbian
 rules move weights the way their equation says (checked against rates counted independently
 from Brian2's spike monitors), Dale's law and the balance hold at every measurement, STDP's
 synapse equations reproduce the pair window, and rules a substrate cannot run are refused at
@@ -31,7 +31,7 @@ SMALL = {
 }
 
 
-def experiment(rule: str, steps: int = 60, lr: float = 0.5, **spiking):
+def experiment(rule: str, steps: int = 60, lr: float = 0.25, **spiking):
     return parse({
         "name": f"test-{rule}", "substrate": "spiking", "seed": 0,
         "task": {"name": "digits"}, "model": {"hidden": [200]}, "rule": {"name": rule},
@@ -44,10 +44,10 @@ def check_learning(rule: str, steps: int = 60) -> None:
     out = run_experiment(experiment(rule, steps))
     (s,), (ds,) = out.summaries, out.datasets
     assert s["status"] == "ok"
-    # measured (seed 0): 0.42 -> 0.31 for backprop. The issue's goal, halving, is not reached
-    # in runs this short: the class-pooled readout error has a floor of ~0.2 while the
-    # correct class's pool is not yet raised above the others (see README, Spiking networks)
-    assert s["final_loss"] <= 0.85 * s["initial_loss"], s
+    # measured (seed 0, numpy target): 0.81 -> 0.28 backprop, 0.81 -> 0.28 feedback_alignment,
+    # 0.81 -> 0.25 kolen_pollack (reductions 65-69 %; seeds 1, 2 of backprop: 76 %, 85 %).
+    # The issue's criterion: the error on the training stimuli halves or better
+    assert s["final_loss"] <= 0.5 * s["initial_loss"], s
     # Dale's law and the balance at every measurement
     assert int(ds["dale_violations"].max()) == 0
     hidden = ds["ei_balance"].sel(population="layer1_exc")

@@ -73,6 +73,8 @@ class LearningParams:
     rest_rate: Quantity = field(default_factory=lambda: 5 * Hz)     # readout, other classes
     rate_scale: Quantity = field(default_factory=lambda: 40 * Hz)   # rates are divided by it
     readout_pool: int = 4           # readout neurons per class
+    readout_inhibition: float | None = None  # hidden I -> readout jump / (g J tau_m / tau_i);
+                                              # None: matched E/I ratio (see `_build`)
     p_ff: float = 1.0               # feedforward connection probability
     w_unit: Quantity = field(default_factory=lambda: 0.5 * mV)  # PSP of W = 1 at 100 inputs
     w_init: float = 1.0             # initial W ~ U(0, 2 w_init)
@@ -263,7 +265,8 @@ class TaskNetwork:
             inh = self.inhibitory[-1]
             hp = self.hidden_params[-1]
             pairs = bernoulli_pairs(len(inh), n_out, hp.epsilon, rng)
-            static.append(static_synapses(inh, readout, pairs, "I_i", hp.jump_i, p.delay,
+            static.append(static_synapses(inh, readout, pairs, "I_i",
+                                          self.readout_inhibition() * hp.jump_i, p.delay,
                                           "readout_inh"))
         # monitors: spikes of every population, currents of the hidden E populations
         self.spike_monitors: dict[str, b2.SpikeMonitor] = {}
@@ -288,6 +291,27 @@ class TaskNetwork:
                                         name="learning_bridge")
         self.network = b2.Network(*objects, *static, *self.spike_monitors.values(),
                                   *self.current_monitors.values(), operation)
+
+    def readout_inhibition(self) -> float:
+        """Scale of the hidden I -> readout synapses relative to a hidden layer's I -> E.
+
+        A hidden E neuron sums C_ext J (external) + C_E J (recurrent E) + FAN_IN_REF w_init
+        w_unit (feedforward) of excitatory weight against C_I g J of inhibition; the readout has
+        no recurrent E, so with the same inhibition it sits far below threshold, silent, where
+        the bridge's linear surrogate (derivative = 1) is false and the error cannot be
+        followed. Matched (default, `readout_inhibition = None`): the readout's inhibition is
+        scaled by (C_ext J + FAN_IN_REF w_init w_unit) / (C_ext J + C_E J + FAN_IN_REF w_init
+        w_unit), giving it the hidden layers' E/I ratio and a fluctuation-driven operating
+        point.
+        """
+        lp = self.lp
+        if lp.readout_inhibition is not None:
+            return float(lp.readout_inhibition)
+        hp = self.hidden_params[-1]
+        j = float(hp.j / mV)
+        ff = FAN_IN_REF * lp.w_init * float(lp.w_unit / mV)
+        ext = hp.n_external * j
+        return (ext + ff) / (ext + hp.c_e * j + ff)
 
     def _istdp(self, src, dst, pairs, hp: NetworkParams, name: str) -> b2.Synapses:
         """I -> E synapses with Vogels et al. (2011) inhibitory plasticity; w in units of the
