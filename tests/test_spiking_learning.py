@@ -82,6 +82,17 @@ def test_error_rules_reduce_readout_error(rule: str):
         assert np.isfinite(ds["alignment"].sel(layer="layer2")).all()
 
 
+@pytest.mark.slow
+def test_learning_beats_the_no_learning_control():
+    """Part of the drop is not learning: with lr ~ 0 the inhibitory plasticity alone moves
+    the hidden rates (measured 0.81 -> 0.57). Backprop must end well below that control
+    (measured 0.28)."""
+    learned = run_experiment(experiment("backprop"), observe=False).summaries[0]
+    control = run_experiment(experiment("backprop", lr=1e-12), observe=False).summaries[0]
+    assert learned["initial_loss"] == pytest.approx(control["initial_loss"])
+    assert learned["final_loss"] <= 0.7 * control["final_loss"], (learned, control)
+
+
 def window_rates(monitor, n: int, k: int, lp: LearningParams) -> np.ndarray:
     """Rates (Hz) of trial k counted from a SpikeMonitor in [k T + settle, (k + 1) T)."""
     t = np.asarray(monitor.t / second)
