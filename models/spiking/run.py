@@ -45,6 +45,7 @@ from brian2 import Hz, ms, mV
 from lrsim.config import Experiment, Replica, SpikingSpec
 from lrsim.config import replicas as default_replicas
 from lrsim.errors import ConfigError
+from lrsim.experiment import finite_or_none
 
 STATS_VARS = ("rate", "cv_isi", "fano", "correlation", "synchrony")
 BALANCE_VARS = ("ei_balance", "ei_correlation")
@@ -236,20 +237,21 @@ def run_replica(exp: Experiment, rep: Replica, replica: int, *, observe: bool = 
                     for v in BALANCE_VARS:
                         spk[v][ti, p_i] = bal[v]
     hidden_exc = [k for k in pops if k.endswith("_exc")]
-    final_stats = {f"{v}": _num(np.nanmean(spk[v][-1, [pops.index(k) for k in hidden_exc]]))
+    exc_index = [pops.index(k) for k in hidden_exc]
+    final_stats = {f"{v}": finite_or_none(np.nanmean(spk[v][-1, exc_index]))
                    if hidden_exc and T else None for v in (*STATS_VARS, "ei_balance")}
     summary: dict[str, Any] = {
         "run_id": rep.run_id, "rule": exp.rule.name, "optimizer": exp.train.optimizer,
         "substrate": "spiking", "seed": rep.seed, "lr": rep.lr,
-        "initial_loss": _num(initial_loss), "final_loss": _num(final_loss),
-        "test_loss": _num(test_loss), "initial_test_accuracy": _num(acc0),
-        "test_accuracy": _num(acc1), "status": status, "diverged_step": net.diverged_step,
+        "initial_loss": finite_or_none(initial_loss), "final_loss": finite_or_none(final_loss),
+        "test_loss": finite_or_none(test_loss), "initial_test_accuracy": finite_or_none(acc0),
+        "test_accuracy": finite_or_none(acc1), "status": status, "diverged_step": net.diverged_step,
         "dale_violations": int(sum(rec.dale.values())), "wall_s": round(wall, 3),
         "simulated_s": round(len(schedule.labels) * trial_s, 3),
         **{f"hidden_{k}": v for k, v in final_stats.items()},
     }
     if last_align is not None and not np.all(np.isnan(last_align)):
-        summary["final_alignment_deg"] = [_num(a) for a in last_align]
+        summary["final_alignment_deg"] = [finite_or_none(a) for a in last_align]
     if not observe:
         return summary, None, net
 
@@ -361,6 +363,3 @@ def run_spiking(exp: Experiment, reps: list[Replica] | None = None, *, observe: 
     return Outcome(summaries, datasets)
 
 
-def _num(x: float) -> float | None:
-    x = float(x)
-    return x if np.isfinite(x) else None

@@ -3,6 +3,7 @@ and the scan workers share."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,12 @@ class Outcome:
 
     summaries: list[dict[str, Any]]
     datasets: list[Any] = field(default_factory=list)
+
+
+def finite_or_none(x: float) -> float | None:
+    """A summary number for JSON: the float, or None where it is NaN or infinite."""
+    x = float(x)
+    return x if math.isfinite(x) else None
 
 
 def run_experiment(exp: Experiment, reps: list[Replica] | None = None, *,

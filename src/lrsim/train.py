@@ -20,6 +20,7 @@ from torch import Tensor
 from lrsim.config import Experiment, Replica
 from lrsim.config import replicas as default_replicas
 from lrsim.errors import LrsimError
+from lrsim.experiment import finite_or_none
 from lrsim.models.rate import RateNetwork, loss_and_error
 from lrsim.models.tasks import Task, tasks
 from lrsim.optimizers import optimizers
@@ -82,22 +83,19 @@ class TrainResult:
                 "rule": exp.rule.name if exp else None,
                 "optimizer": exp.train.optimizer if exp else None,
                 "seed": rep.seed, "lr": rep.lr,
-                "final_loss": _num(self.final_loss[k]),
-                "test_loss": _num(self.test_loss[k]),
+                "final_loss": finite_or_none(self.final_loss[k]),
+                "test_loss": finite_or_none(self.test_loss[k]),
                 "test_accuracy": None if self.test_accuracy is None
-                else _num(self.test_accuracy[k]),
+                else finite_or_none(self.test_accuracy[k]),
                 "status": self.status[k],
                 "diverged_step": self.diverged_step[k],
             }
             if not np.all(np.isnan(self.alignment_deg[k])):
-                row["final_alignment_deg"] = [_num(a) for a in self.alignment_deg[k]]
+                row["final_alignment_deg"] = [finite_or_none(a) for a in self.alignment_deg[k]]
             out.append(row)
         return out
 
 
-def _num(x: float) -> float | None:
-    x = float(x)
-    return x if np.isfinite(x) else None
 
 
 class BatchSampler:
