@@ -376,31 +376,17 @@ def plan_jobs(runs: list[RunSpec], max_group: int = DEFAULT_MAX_GROUP,
     return [Job(i, c[0].group, tuple(c)) for i, c in enumerate(chunks)]
 
 
-def _store() -> Any:
-    try:
-        from lrsim import store
-    except ImportError:  # the run store is not installed in this tree yet
-        return None
-    return store
-
-
 def finished_runs(out: Path) -> set[str]:
     """Run ids whose files are complete in `out` (`lrsim.store.finished_runs`)."""
-    store = _store()
-    if store is not None and hasattr(store, "finished_runs"):
-        return set(store.finished_runs(out))
-    return {p.stem for p in Path(out).glob("*.nc")}
+    from lrsim.store import finished_runs as finished
+
+    return set(finished(out))
 
 
 def _write(ds: Any, out: Path) -> Path:
-    store = _store()
-    if store is not None and hasattr(store, "write_run"):
-        return store.write_run(ds, out)
-    final = Path(out) / f"{ds.attrs['run_id']}.nc"
-    tmp = final.with_name(f"{final.name}.{os.getpid()}.tmp")
-    ds.to_netcdf(tmp)
-    os.replace(tmp, final)
-    return final
+    from lrsim.store import write_run
+
+    return write_run(ds, out)
 
 
 def _summary_dataset(summary: dict[str, Any], exp: Experiment, run: RunSpec) -> Any:
