@@ -153,6 +153,34 @@ def _layer_order(name: str) -> tuple[int, str]:
     return (int(m.group(1)) if m else 10**9, name)
 
 
+def _shared_coords(runs: list[xr.Dataset]) -> list[xr.Dataset]:
+    """Runs of different kinds (rate and spiking) in one store: give every run the coordinates
+    some runs lack (xr.concat refuses coordinates missing in some datasets; data variables
+    missing in some runs are filled with NaN by concat itself). A missing dimension coordinate
+    (`population`) is added with the first run's labels, a missing coordinate on existing
+    dims (`sim_time` on `time`) as NaN (text: "")."""
+    first: dict[str, xr.DataArray] = {}
+    for ds in runs:
+        for name in ds.coords:
+            first.setdefault(str(name), ds[name])
+    out = []
+    for ds in runs:
+        missing = {n: da for n, da in first.items() if n not in ds.coords}
+        if missing:
+            ds = ds.assign_coords({n: da.values for n, da in missing.items() if n in da.dims})
+            fill = {}
+            for n, da in missing.items():
+                if n in da.dims or not all(d in ds.dims for d in da.dims):
+                    continue
+                shape = [ds.sizes[d] for d in da.dims]
+                text = da.dtype.kind in "OUS"
+                fill[n] = (da.dims, np.full(shape, "" if text else np.nan,
+                                            dtype=object if text else float))
+            ds = ds.assign_coords(fill)
+        out.append(ds)
+    return out
+
+
 def open_scan(directory: str | Path, errors: Literal["raise", "report"] = "raise"
               ) -> xr.Dataset:
     """Every run file in `directory` as one Dataset with a `run` dimension.
@@ -160,10 +188,12 @@ def open_scan(directory: str | Path, errors: Literal["raise", "report"] = "raise
     The `run` coordinate holds the run ids (sorted); each file's attributes become coordinates
     on `run` (e.g. `rule`, `lr`, `status`). Runs of different architectures or schedules are
     aligned on `layer` / `time` and padded with NaN; coordinates that differ between runs
-    (`step`, `depth`) gain the `run` dimension. Files that cannot be read: errors="raise"
-    (default) raises `LrsimError` naming them; errors="report" warns, leaves them out and
-    names them in the attribute `unreadable` (JSON list). Temporary files left by unfinished
-    writes are warned about and named in `incomplete`.
+    (`step`, `depth`) gain the `run` dimension. Runs of different substrates mix: variables
+    one kind lacks (the spiking statistics on `population` in rate runs) are NaN there.
+    Files that cannot be read: errors="raise" (default) raises `LrsimError` naming them;
+    errors="report" warns, leaves them out and names them in the attribute `unreadable`
+    (JSON list). Temporary files left by unfinished writes are warned about and named in
+    `incomplete`.
     """
     directory = Path(directory)
     if not directory.is_dir():
@@ -203,6 +233,7 @@ def open_scan(directory: str | Path, errors: Literal["raise", "report"] = "raise
     ids = [a["run_id"] for a in attrs]
     for ds in runs:
         ds.attrs = {}
+    runs = _shared_coords(runs)
     combined = xr.concat(runs, dim="run", data_vars="all", coords="different",
                          compat="equals", join="outer", combine_attrs="drop")
     if "layer" in combined.indexes:
