@@ -8,9 +8,10 @@ and differ only in how B_l (shape of W_l^T, l >= 1) learns, in `feedback` after 
 x = h_{l-1} is layer l's input, y its output, lr the trainer's per-replica learning rate.
 
 kolen_pollack (Kolen & Pollack 1994; Akrout et al. 2019, NeurIPS, "Deep learning without weight
-    transport"):  B_l <- B_l - lr (step_l^T + lambda B_l), with step_l the optimizer-transformed
-    learning term of W_l and the rule's `decay` lambda also applied to W_l by the trainer, so
-    B_l - W_l^T shrinks by exactly (1 - lr lambda) per step, under any optimizer.
+    transport"):  B_l <- B_l - lr (step_l^T + d B_l), with step_l the optimizer-transformed
+    learning term of W_l and d the decay the substrate applied to W_l, the rule's `decay` lambda
+    plus the run's weight decay (`feedback(..., decay=d)`; lambda alone if not given), so
+    B_l - W_l^T shrinks by exactly (1 - lr d) per step, W's own decay factor, under any optimizer.
 weight_mirror (Akrout et al. 2019): a mirror phase each step drives layer l-1 with white noise
     x ~ N(0, sigma^2 I), y = W_l x, and B_l <- B_l + eta_B (mean x y^T - lambda_B B_l);
     fixed point (sigma^2 / lambda_B) W_l^T.
@@ -68,9 +69,9 @@ class _LearnedFeedback(_FixedFeedback):
 
 @register
 class KolenPollack(_LearnedFeedback):
-    """Kolen-Pollack (Akrout et al. 2019): B_l <- B_l - lr (step_l^T + lambda B_l) with step_l
-    the optimizer's step for W_l, which gets the same decay lambda: B - W^T decays by
-    (1 - lr lambda) per step."""
+    """Kolen-Pollack (Kolen & Pollack 1994; Akrout et al. 2019): B_l <- B_l - lr (step_l^T +
+    d B_l) with step_l the optimizer's step for W_l and d the decay W_l gets (lambda + the run's
+    weight decay): B - W^T decays by W's factor (1 - lr d) per step."""
 
     name = "kolen_pollack"
     substrates = ("rate", "spiking")
@@ -78,8 +79,15 @@ class KolenPollack(_LearnedFeedback):
     params = {"decay": Param(0.02, "lambda: decay applied to W and B alike", low=0.0,
                              high=100.0)}
 
-    def b_step(self, b, s, l, step):
-        return step.transpose(1, 2) + self.decay * b
+    def feedback(self, state: State, s: Signals, m: list[torch.Tensor],
+                 steps: list[torch.Tensor], lr: torch.Tensor,
+                 decay: torch.Tensor | float | None = None) -> State:
+        """B_l <- B_l - lr (step_l^T + d B_l), d = `decay` ((K, 1, 1) or a number): the total
+        decay the substrate applied to W_l this step (lambda + weight decay); lambda if None."""
+        d = self.decay if decay is None else decay
+        new_b = [None] + [b - lr * (steps[l].transpose(1, 2) + d * b)
+                          for l, b in enumerate(state["B"]) if l >= 1]
+        return {**state, "B": new_b}
 
 
 @register

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from lrsim.cli import main as cli_main
-from lrsim.config import parse
+from lrsim.config import Replica, parse
 from lrsim.rules import rules
 from lrsim.rules.base import Signals
 from lrsim.train import train
@@ -59,6 +59,43 @@ def test_kolen_pollack_gap_shrinks_by_exactly_one_minus_lr_decay(optimizer: str)
     gaps = np.stack(rec.gaps)  # (time, K, layer)
     ratios = gaps[1:] / gaps[:-1]
     np.testing.assert_allclose(ratios, 1 - lr * decay, rtol=1e-10)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("decay,weight_decay", [(1.0, (0.5, 2.0)), (0.0, (0.5, 3.0))])
+def test_kolen_pollack_gap_shrinks_with_w_under_weight_decay(optimizer, decay, weight_decay):
+    """With the run's weight decay wd_k on, W decays by (1 - lr (lambda + wd_k)) per step and so
+    does B - W^T (per replica, wd differing between replicas; lambda = 0 included)."""
+    lr = 0.01
+    exp = parse({"dtype": "float64", "device": "cpu", "task": {"name": "teacher_student"},
+                 "model": {"hidden": [7, 5], "activation": "linear"},
+                 "rule": {"name": "kolen_pollack", "decay": decay},
+                 "train": {"optimizer": optimizer, "lr": lr, "steps": 20, "replicas": 2}})
+    reps = [Replica(seed=3 + k, lr=lr, weight_decay=wd, init_scale=1.0, run_id=f"r{k}")
+            for k, wd in enumerate(weight_decay)]
+    rec = FeedbackRecorder()
+    train(exp, reps, observers=[rec])
+    gaps = np.stack(rec.gaps)  # (time, K, layer)
+    expect = 1 - lr * (decay + np.asarray(weight_decay))  # W's decay factor, per replica
+    np.testing.assert_allclose(gaps[1:] / gaps[:-1], np.broadcast_to(expect[:, None],
+                                                                     gaps[1:].shape), rtol=1e-10)
+
+
+def test_kolen_pollack_feedback_decay_argument():
+    """feedback(..., decay=d): B <- B - lr (step^T + d B), numpy; without it d = lambda."""
+    rule = rules.create("kolen_pollack", decay=0.3)
+    w = _weights(2, 4, 6, 7)
+    b = _weights(2, 6, 4, 8)
+    step = _weights(2, 4, 6, 9)
+    lr = torch.tensor([0.1, 0.2], dtype=torch.float64).view(2, 1, 1)
+    d = torch.tensor([0.3, 1.3], dtype=torch.float64).view(2, 1, 1)
+    sig = _signals(_known_covariance(2, 10, 6, 0)[0], w).restrict(rule.signals)
+    state = {"B": [None, b]}
+    with_d = rule.feedback(state, sig, [], [step, step], lr, decay=d)["B"][1].numpy()
+    without = rule.feedback(state, sig, [], [step, step], lr)["B"][1].numpy()
+    bn, sn, ln, dn = b.numpy(), step.numpy().transpose(0, 2, 1), lr.numpy(), d.numpy()
+    np.testing.assert_allclose(with_d, bn - ln * (sn + dn * bn), rtol=1e-12)
+    np.testing.assert_allclose(without, bn - ln * (sn + 0.3 * bn), rtol=1e-12)
 
 
 def _signals(x: torch.Tensor, w: torch.Tensor, y: torch.Tensor | None = None) -> Signals:

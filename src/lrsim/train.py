@@ -3,13 +3,15 @@
 One step, for all replicas in the same kernels:
     forward -> Signals -> m = rule.credit -> g = rule.plasticity -> steps = optimizer(g)
     -> W <- W - lr_k (step + (lambda_rule + weight_decay_k) W),  b <- b - lr_k step_b
-    -> rule.feedback (learned B)
+    -> rule.feedback (learned B; a rule whose `feedback` takes `decay` gets lambda_rule +
+       weight_decay_k, the decay W got, so that B can share it: Kolen-Pollack)
 A replica whose loss turns non-finite is marked diverged at that step and frozen (lr = 0); the
 others go on. Observers are called at the steps they ask for (see `Observer`).
 """
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -170,6 +172,7 @@ def train(exp: Experiment, reps: list[Replica] | None = None,
     wd = torch.tensor([r.weight_decay for r in reps], dtype=dtype, device=device).view(-1, 1, 1)
     decay = wd + float(rule.decay)
     has_decay = bool((decay != 0).any())
+    feedback_kw = {"decay": decay} if feedback_takes_decay(rule) else {}
     sampler = BatchSampler(len(task.x_train), exp.train.batch_size, [r.seed for r in reps], device)
     noise = ReplicaNoise([r.seed for r in reps])
     L = net.n_layers
@@ -215,7 +218,7 @@ def train(exp: Experiment, reps: list[Replica] | None = None,
             net.weights[l].addcmul_(lr, steps[l], value=-1)
             if net.bias:
                 net.biases[l] -= lr[:, :, 0] * steps[L + l]
-        state = rule.feedback(state, sig, m, steps[:L], lr)
+        state = rule.feedback(state, sig, m, steps[:L], lr, **feedback_kw)
         ctx.rule_state = state
         if bar is not None:
             bar.update(1)
@@ -236,6 +239,13 @@ def train(exp: Experiment, reps: list[Replica] | None = None,
                     arr[k] = np.nan
     return TrainResult(reps, final[0], final[1], final[2], status,
                        ctx.diverged_step, align, ctx)
+
+
+def feedback_takes_decay(rule: Rule) -> bool:
+    """Whether `rule.feedback` accepts `decay`: the total decay (K, 1, 1) applied to W this step,
+    lambda_rule + weight_decay_k, which Kolen-Pollack (Kolen & Pollack 1994; Akrout et al. 2019)
+    applies to B as well, so that B - W^T shrinks by W's own factor (1 - lr decay)."""
+    return "decay" in inspect.signature(rule.feedback).parameters
 
 
 def _mark_divergence(ctx: TrainContext, first_bad: Tensor, lr: Tensor, step: int) -> None:
