@@ -6,39 +6,85 @@ With x = pre and y = post (batch-averaged), the updates (RULES.md) are
     sanger (Sanger 1989, GHA):   dW = eta (y x^T - LT(y y^T) W)      -> top components, in order
     bcm    (Bienenstock, Cooper & Munro 1982):
                                  dW = eta (y (y - theta)) x^T,  theta <- theta + (y^2 - theta)/tau
-Hidden layers learn unsupervised. With `supervised = true` (default) the output layer is clamped
-to the target (y = t), so the readout learns class templates by the same equation; with
-`supervised = false` the output layer is left as initialised. Biases do not learn.
+Hidden layers learn unsupervised. The output layer L, with h = h_{L-1} its input, learns by
+`readout` when `supervised = true` (default):
+    "clamped" (default): the rule's own equation with the output clamped to the target, y = t:
+        dW_L = eta (t h^T - c), a class-template matcher
+    "delta": the Widrow-Hoff delta rule (Widrow & Hoff 1960), `delta_readout`:
+        dW_L = -eta e h^T,  db_L = -eta e,  e = dL/dz_L (y - t for mse loss)
+With `supervised = false` the output layer is left as initialised. Hidden biases do not learn.
+The rule's `decay` (hebb, bcm) is applied by the substrate to every layer, the readout included.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
+from lrsim.errors import ConfigError
 from lrsim.registry import Param
 from lrsim.rules.base import Rule, Signals, State, batch_mean_outer, register
 
-_SUPERVISED = Param(True, "clamp the output layer to the target (else it does not learn)")
+READOUTS = ("clamped", "delta")
+_SUPERVISED = Param(True, "the output layer learns from the target by `readout` (else it does "
+                          "not learn)")
+_READOUT = Param("clamped", "how the output layer learns: clamped (the rule's equation with "
+                            "y = target) or delta (Widrow-Hoff: dW = -eta e h^T, e = dL/dz)",
+                 choices=READOUTS)
+
+
+def delta_readout(e: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The delta rule of Widrow & Hoff (1960, "Adaptive switching circuits") for the readout.
+
+        dW_L = -eta <e h^T>,   db_L = -eta <e>,   e = dL/dz_L per sample, h = h_{L-1}
+
+    returned gradient-like as (<e h^T>, <e>) over the batch (K, N, .). With mse loss, e = y - t
+    and this is the gradient of 0.5 ||y - t||^2 with respect to W_L and b_L alone (least mean
+    squares); with softmax cross-entropy e = p - t, the same rule for a softmax readout. No error
+    reaches the hidden layers.
+    """
+    return batch_mean_outer(e, h), e.mean(1)
 
 
 class _Hebbian(Rule):
     family = "hebbian"
     locality = "local"
-    signals = frozenset({"pre", "post", "target", "own_weights"})
+    # what the rule may read across its settings; an instance declares exactly what it reads
+    signals = frozenset({"pre", "post", "target", "output_error", "own_weights"})
+
+    def __init__(self, **hyper: Any):
+        super().__init__(**hyper)
+        if self.readout == "delta" and not self.supervised:
+            raise ConfigError(f"rule '{self.name}': readout = 'delta' learns from the target "
+                              "and needs supervised = true")
+        output = ({"output_error"} if self.readout == "delta" else {"target"}) \
+            if self.supervised else set()
+        self.signals = frozenset({"pre", "post", "own_weights"} | output)
 
     def credit(self, state: State, s: Signals) -> list[torch.Tensor]:
-        """The modulator is the post activity, or the clamped target at the output."""
+        """The modulator is the post activity; at the output the clamped target, or the output
+        error e for the delta readout (zero when unsupervised)."""
         m = [s.post[l] for l in range(s.n_layers - 1)]
-        m.append(s.target if self.supervised else torch.zeros_like(s.post[-1]))
+        if not self.supervised:
+            m.append(torch.zeros_like(s.post[-1]))
+        else:
+            m.append(s.output_error if self.readout == "delta" else s.target)
         return m
 
     def correction(self, state: State, s: Signals, l: int, y: torch.Tensor) -> torch.Tensor:
         """The rule's stabilising term c such that dW = eta (y x^T - c)."""
         return torch.zeros_like(s.own_weights[l])
 
-    def plasticity(self, state: State, s: Signals, m: list[torch.Tensor]):
+    def plasticity(self, state: State, s: Signals, m: list[torch.Tensor]
+                   ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """gW_l = -(<y x^T> - c) for Hebbian layers (biases fixed); `delta_readout` at a delta
+        readout."""
         out = []
         for l, y in enumerate(m):
+            if l == len(m) - 1 and self.supervised and self.readout == "delta":
+                out.append(delta_readout(y, s.pre[l]))
+                continue
             dw = batch_mean_outer(y, s.pre[l]) - self.correction(state, s, l, y)
             out.append((-dw, torch.zeros_like(y[:, 0])))
         return out
@@ -50,7 +96,7 @@ class Hebb(_Hebbian):
 
     name = "hebb"
     params = {"decay": Param(1.0, "lambda: weight decay", low=0.0, high=100.0),
-              "supervised": _SUPERVISED}
+              "supervised": _SUPERVISED, "readout": _READOUT}
 
 
 @register
@@ -58,7 +104,7 @@ class Oja(_Hebbian):
     """Oja's rule: dW = eta (y x^T - diag(y^2) W); a linear unit finds the first PC."""
 
     name = "oja"
-    params = {"supervised": _SUPERVISED}
+    params = {"supervised": _SUPERVISED, "readout": _READOUT}
 
     def correction(self, state, s, l, y):
         return (y * y).mean(1).unsqueeze(-1) * s.own_weights[l]
@@ -70,7 +116,7 @@ class Sanger(_Hebbian):
 
     name = "sanger"
     substrates = ("rate",)
-    params = {"supervised": _SUPERVISED}
+    params = {"supervised": _SUPERVISED, "readout": _READOUT}
 
     def correction(self, state, s, l, y):
         n = y.shape[-1]
@@ -88,7 +134,7 @@ class BCM(_Hebbian):
     name = "bcm"
     params = {"tau": Param(10.0, "steps over which theta averages y^2", low=1.0, high=1e6),
               "decay": Param(0.0, "lambda: weight decay", low=0.0, high=100.0),
-              "supervised": _SUPERVISED}
+              "supervised": _SUPERVISED, "readout": _READOUT}
 
     def init(self, weights, generators) -> State:
         return {"theta": None}  # set from the first batch's <y^2>
