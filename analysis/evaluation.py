@@ -40,6 +40,7 @@ from lrsim.analysis.features import (
     make_samples,
     run_values,
     time_index,
+    unrecorded_observables,
     usable_runs,
 )
 from lrsim.errors import ConfigError
@@ -47,9 +48,12 @@ from lrsim.errors import ConfigError
 TARGET_ACCURACY = 0.90
 GENERALISATION_KEYS = ("architecture", "task", "activation", "substrate")
 # What a recording costs an experimentalist, per observable: activations and their change come
-# from the same activity recording; synaptic weights are the hardest to measure.
+# from the same activity recording, as do the spike-train statistics of spiking runs; the E/I
+# balance needs intracellular currents, and synaptic weights are the hardest to measure.
 ALL_MEASURABLE = "all measurable"
-OBSERVABLE_COST = {"activations": 1, "activity_change": 1, "weights": 2}
+OBSERVABLE_COST = {"activations": 1, "activity_change": 1, "rate": 1, "cv_isi": 1, "fano": 1,
+                   "correlation": 1, "synchrony": 1, "ei_balance": 2, "ei_correlation": 2,
+                   "weights": 2}
 
 
 @contextlib.contextmanager
@@ -357,9 +361,12 @@ def _identify(ds: xr.Dataset, *, label: str = "rule",
              test_ds: xr.Dataset | None = None, quick: bool = False, n_splits: int = 10,
              n_permutations: int | None = None, random_state: int = 0, n_jobs: int = 1,
              progress: bool = False, store: str = "", test_store: str = "",
+             observables: Sequence[str] | None = None,
              log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Main evaluation (every classifier, all observables), control, null, per-observable and
-    protocol sweeps, importance, held-out generalisation, --test store, cheapest protocol."""
+    protocol sweeps, importance, held-out generalisation, --test store, cheapest protocol.
+    `observables`: the variables to identify from (None: `all_observables`, i.e. the measurable
+    ones every run records, then `alignment`); at least one must be measurable."""
     classifiers = list(classifiers)
     bad = [c for c in classifiers if c not in CLASSIFIERS]
     if bad or not classifiers:
@@ -375,8 +382,18 @@ def _identify(ds: xr.Dataset, *, label: str = "rule",
         raise ConfigError("the store has no usable runs (status 'ok')")
     _check_label(data, label)
     units0, noise0 = _full_view(data)
-    measurable = default_observables(data)
-    observables = all_observables(data)
+    left_out = unrecorded_observables(data) if observables is None else {}
+    if observables is None:
+        measurable = default_observables(data)
+        observables = all_observables(data)
+    else:
+        observables = list(dict.fromkeys(observables))
+        TrajectoryFeatures(observables).fit(data)  # ConfigError naming what is not recorded
+        measurable = [o for o in observables if o not in ("alignment", *CONTROL_OBSERVABLES)]
+        if not measurable:
+            raise ConfigError(f"observables: name at least one measurable observable (got "
+                              f"{', '.join(observables)}; the store has "
+                              f"{', '.join(default_observables(data)) or 'none'})")
     control_obs = [o for o in CONTROL_OBSERVABLES if o in data.data_vars]
     meta_keys = [k for k in (*GENERALISATION_KEYS, "optimizer", "rule", "rule_family", "lr",
                              "seed") if k in data.coords]
@@ -396,6 +413,9 @@ def _identify(ds: xr.Dataset, *, label: str = "rule",
         "runs_by_status": dict(statuses), "n_samples": int(len(samples.y)),
         "runs_per_class": {c: int(len(set(samples.groups[samples.y == c]))) for c in classes},
         "observables": observables, "measurable_observables": measurable,
+        # spiking statistics that only some runs record (a store mixing rate and spiking runs):
+        # left out, with the number of runs lacking each
+        "observables_left_out": left_out,
         "control_observables": control_obs,
         "stats": list(feats.stats_), "n_time": int(data.sizes["time"]),
         "view": {"units": units0, "noise": noise0},

@@ -17,6 +17,27 @@ to (C, T) and keeps `depth` (the layer's relative depth 0..1) as a static input.
 
 Time points: of the store's time axis (n points) the first ceil(fraction * n) are "seen"; of
 those, `time_points` are chosen evenly (rounded `linspace` over the seen range, endpoints kept).
+
+Spiking statistics. Spiking runs also record per-population statistics over learning (`rate`,
+`cv_isi`, `fano`, `correlation`, `synchrony` from the spikes; `ei_balance`, `ei_correlation`
+from the recorded currents), dims (`time`, `population`), populations `layerK_exc`,
+`layerK_inh` (hidden layer K's E and I populations) and `readout`. Each becomes channels of the
+sample of the layer the populations belong to, one value per time point:
+
+    sample (run, layerK), K < L:   <stat>.exc = layerK_exc,   <stat>.inh = layerK_inh
+    sample (run, layerL), L last:  <stat>.exc = readout,      <stat>.inh = NaN (no I population)
+
+(L = the run's last existing layer, so stores of several depths map per run.) A role with no
+finite value anywhere in the fitted store (`ei_balance.inh`: currents are recorded in E
+populations only) is left out. They are measurable observables (spikes and currents are what an
+electrophysiologist records), computed from the recorded neurons' spikes: the (units, noise)
+view does not apply to them. NaN reads as 0, as for every channel.
+
+Stores mixing rate and spiking runs: rate runs have no spiking statistics (NaN after
+`lrsim.store.open_scan`). Reading those as 0 would hand the classifier the substrate instead of
+the rule, so `default_observables` takes a spiking statistic only where every run records it
+(`unrecorded_observables` names the ones left out and how many runs lack them); naming one
+explicitly on such a store is a `ConfigError`.
 """
 
 from __future__ import annotations
@@ -36,6 +57,13 @@ OBSERVABLES = ("weights", "activations", "activity_change")
 CONTROL_OBSERVABLES = ("loss", "test_accuracy")
 LABELS = ("rule", "rule_family", "optimizer")
 _VIEW_DIMS = {"run", "time", "layer", "stat", "units", "noise"}
+POPULATION = "population"
+# spiking statistics per population, in the order features list them (others sorted after)
+SPIKING_OBSERVABLES = ("rate", "cv_isi", "fano", "correlation", "synchrony", "ei_balance",
+                       "ei_correlation")
+ROLES = ("exc", "inh")
+READOUT = "readout"
+_POPULATION_DIMS = {"run", "time", POPULATION}
 
 
 def time_index(n_time: int, fraction: float = 1.0, time_points: int | None = None) -> np.ndarray:
@@ -51,13 +79,80 @@ def time_index(n_time: int, fraction: float = 1.0, time_points: int | None = Non
     return np.unique(np.round(np.linspace(0, seen - 1, time_points)).astype(int))
 
 
+def is_population_variable(ds: xr.Dataset, name: str) -> bool:
+    """Whether data variable `name` is a per-population statistic over time (dims `time`,
+    `population`, and `run` in a store): a spiking statistic."""
+    dims = set(ds[name].dims)
+    return {"time", POPULATION} <= dims and dims <= _POPULATION_DIMS
+
+
+def population_variables(ds: xr.Dataset) -> list[str]:
+    """The per-population statistics in `ds`: the known spiking statistics in their order,
+    then any other, sorted."""
+    found = [str(v) for v in ds.data_vars if is_population_variable(ds, str(v))]
+    return ([o for o in SPIKING_OBSERVABLES if o in found]
+            + sorted(o for o in found if o not in SPIKING_OBSERVABLES))
+
+
+def runs_without(ds: xr.Dataset, name: str) -> list[str]:
+    """Run ids (in store order) in which variable `name` holds no finite value: the runs that
+    do not record it (in a mixed store: the rate runs, for a spiking statistic)."""
+    da = ds[name]
+    recorded = np.isfinite(da).any(dim=[d for d in da.dims if d != "run"])
+    if "run" not in da.dims:
+        return [] if bool(recorded) else [str(ds.attrs.get("run_id", "the run"))]
+    return [str(r) for r, ok in zip(ds["run"].values, recorded.values) if not ok]
+
+
+def unrecorded_observables(ds: xr.Dataset) -> dict[str, int]:
+    """Spiking statistics some but not all runs of `ds` record, with the number of runs that
+    lack each: left out of `default_observables` (see the module docstring)."""
+    out = {}
+    for o in population_variables(ds):
+        n = len(runs_without(ds, o))
+        if n:
+            out[o] = n
+    return out
+
+
 def default_observables(ds: xr.Dataset) -> list[str]:
-    """The experimentalist's observables present in `ds` (weights, activations, activity
-    change, and any other variable with `layer` and `stat` dims, e.g. spiking statistics)."""
+    """The experimentalist's observables present in `ds`: weights, activations, activity
+    change, any other variable with `layer` and `stat` dims, then the spiking statistics
+    (per-population variables) that every run records."""
     found = [o for o in OBSERVABLES if o in ds.data_vars]
     extra = [str(v) for v in ds.data_vars if str(v) not in found
              and {"layer", "stat", "time"} <= set(ds[v].dims) and set(ds[v].dims) <= _VIEW_DIMS]
-    return found + sorted(extra)
+    spiking = [o for o in population_variables(ds) if not runs_without(ds, o)]
+    return found + sorted(extra) + spiking
+
+
+def _last_layer(ds: xr.Dataset) -> xr.DataArray:
+    """(run, layer) mask of each run's last existing layer (`TrajectoryFeatures.layer_exists`)."""
+    exists = TrajectoryFeatures().layer_exists(ds)
+    return exists & (exists.cumsum("layer") == exists.sum("layer"))
+
+
+def population_by_layer(ds: xr.Dataset, name: str) -> xr.DataArray:
+    """Per-population variable `name` (run, time, population) mapped onto the samples' layers:
+    dims (run, time, layer, role), role `exc` = `layerK_exc` (the `readout` population for a
+    run's last layer), role `inh` = `layerK_inh`; NaN where a layer has no such population."""
+    da = ds[name]
+    if "run" not in da.dims:
+        raise ConfigError(f"'{name}': features need a store Dataset with a `run` dimension")
+    pops = {str(p) for p in ds[POPULATION].values}
+    nan = xr.full_like(da.isel({POPULATION: 0}, drop=True), np.nan, dtype=float)
+    roles = []
+    for role in ROLES:
+        per_layer = [da.sel({POPULATION: f"{layer}_{role}"}, drop=True).astype(float)
+                     if f"{layer}_{role}" in pops else nan
+                     for layer in (str(x) for x in ds["layer"].values)]
+        x = xr.concat(per_layer, dim=ds["layer"].variable).assign_coords(layer=ds["layer"])
+        if role == "exc" and READOUT in pops:
+            x = x.where(~_last_layer(ds), da.sel({POPULATION: READOUT}, drop=True))
+        roles.append(x)
+    out = xr.concat(roles, dim="role").assign_coords(role=list(ROLES))
+    out = out.drop_vars([c for c in out.coords if c not in out.dims])
+    return out.transpose("run", "time", "layer", "role")
 
 
 def all_observables(ds: xr.Dataset) -> list[str]:
@@ -88,7 +183,8 @@ class TrajectoryFeatures(TransformerMixin, BaseEstimator):
     ----------
     observables : names of data variables; None = `default_observables(ds)`. Variables without
         a `stat` dim (`alignment`, `loss`, `test_accuracy`) give one channel each; those without
-        a `layer` dim are the same for every layer of a run.
+        a `layer` dim are the same for every layer of a run. Spiking statistics (dims `time`,
+        `population`) give channels `<name>.exc`, `<name>.inh` (see the module docstring).
     stats : statistic names (the `stat` coordinate); None = all in the store.
     units, noise : the (units, noise) view; units 0 = all units recorded.
     time_points : number of time points, subsampled evenly; None = all seen.
@@ -120,13 +216,36 @@ class TrajectoryFeatures(TransformerMixin, BaseEstimator):
                               f"{', '.join(OBSERVABLES)}; name them explicitly")
         missing = [o for o in obs if o not in ds.data_vars]
         if missing:
-            raise ConfigError(f"observable(s) {', '.join(missing)} not in the store; available: "
-                              f"{', '.join(sorted(str(v) for v in ds.data_vars))}")
+            spiking = [o for o in missing if o in SPIKING_OBSERVABLES]
+            hint = (f" ({', '.join(spiking)}: spiking statistics, recorded only by runs with "
+                    f"substrate = \"spiking\")" if spiking else "")
+            raise ConfigError(f"observable(s) {', '.join(missing)} not in the store{hint}; "
+                              f"available: {', '.join(sorted(str(v) for v in ds.data_vars))}")
+        roles: dict[str, list[str]] = {}
         for o in obs:
             dims = set(ds[o].dims)
+            if is_population_variable(ds, o):
+                lacking = runs_without(ds, o)
+                if lacking:
+                    subs = ""
+                    if "substrate" in ds.coords and ds["substrate"].dims == ("run",):
+                        by_id = dict(zip(np.asarray(ds["run"].values).astype(str),
+                                         np.asarray(ds["substrate"].values).astype(str)))
+                        kinds = sorted({by_id.get(r, "?") for r in lacking})
+                        subs = f" (substrate {', '.join(kinds)})"
+                    raise ConfigError(
+                        f"observable '{o}' is a spiking statistic that {len(lacking)} of "
+                        f"{ds.sizes.get('run', 1)} runs do not record (e.g. run "
+                        f"{lacking[0]}{subs}); features need every run to record it: leave it "
+                        f"out, or identify on a store of spiking runs only")
+                by_layer = population_by_layer(ds, o)
+                finite = np.isfinite(by_layer).any(dim=["run", "time", "layer"])
+                roles[o] = [r for r in ROLES if bool(finite.sel(role=r))]
+                continue
             if "time" not in dims or not dims <= _VIEW_DIMS:
                 raise ConfigError(f"observable '{o}' has dims {tuple(ds[o].dims)}; features need "
-                                  f"'time' and at most {sorted(_VIEW_DIMS)}")
+                                  f"'time' and at most {sorted(_VIEW_DIMS)} (or 'time' and "
+                                  f"'{POPULATION}' for a spiking statistic)")
         store_stats = [str(s) for s in ds["stat"].values] if "stat" in ds.coords else []
         stats = list(self.stats) if self.stats is not None else store_stats
         bad = [s for s in stats if s not in store_stats]
@@ -140,10 +259,17 @@ class TrajectoryFeatures(TransformerMixin, BaseEstimator):
                                   f"{[v.item() for v in ds[dim].values]}")
         self.observables_ = obs
         self.stats_ = stats
+        self.roles_ = roles
         self.time_index_ = time_index(ds.sizes["time"], self.fraction, self.time_points)
         self.n_times_ = len(self.time_index_)
-        self.channels_ = [f"{o}.{s}" if "stat" in ds[o].dims else o
-                          for o in obs for s in (stats if "stat" in ds[o].dims else [None])]
+        self.channels_ = []
+        for o in obs:
+            if o in roles:
+                self.channels_ += [f"{o}.{r}" for r in roles[o]]
+            elif "stat" in ds[o].dims:
+                self.channels_ += [f"{o}.{st}" for st in stats]
+            else:
+                self.channels_.append(o)
         self.n_static_ = int(bool(self.depth))
         self.feature_names_ = [f"{c}[t{int(t)}]" for c in self.channels_
                                for t in self.time_index_] + (["depth"] if self.depth else [])
@@ -165,6 +291,12 @@ class TrajectoryFeatures(TransformerMixin, BaseEstimator):
         parts = []
         template = ds["layer"]
         for o in self.observables_:
+            if o in self.roles_:
+                da = population_by_layer(ds, o).isel(time=self.time_index_)
+                da = da.sel(role=self.roles_[o]).rename(role="channel")
+                da = da.assign_coords(channel=[f"{o}.{r}" for r in self.roles_[o]])
+                parts.append(da.transpose("run", "layer", "channel", "time"))
+                continue
             da = self._view(ds[o])
             if "stat" in da.dims:
                 da = da.sel(stat=self.stats_).rename(stat="channel")

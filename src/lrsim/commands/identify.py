@@ -27,6 +27,11 @@ def add(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--test", metavar="STORE2", help="also train on STORE, test on STORE2")
     r.add_argument("--classifiers", nargs="+", default=["linear", "forest", "temporal"],
                    metavar="NAME", help="linear, forest, temporal (default: all three)")
+    r.add_argument("--observables", nargs="+", metavar="NAME",
+                   help="variables to identify from (default: every measurable one all runs "
+                        "record, e.g. weights activations activity_change and, in spiking "
+                        "runs, rate cv_isi fano correlation synchrony ei_balance "
+                        "ei_correlation; then alignment)")
     r.add_argument("--quick", action="store_true",
                    help="smaller hyperparameter grids, fewer permutations and sweep points")
     r.add_argument("--splits", type=int, default=10, help="repeated grouped splits (>= 10 "
@@ -64,7 +69,8 @@ def run_identify(store: str | Path, out: str | Path, *, label: str = "rule",
                  holdout: str | None = None, test: str | Path | None = None,
                  classifiers: Sequence[str] = ("linear", "forest", "temporal"),
                  quick: bool = False, splits: int = 10, permutations: int | None = None,
-                 seed: int = 0, jobs: int = 1, progress: bool = True) -> tuple[Path, dict]:
+                 seed: int = 0, jobs: int = 1, progress: bool = True,
+                 observables: Sequence[str] | None = None) -> tuple[Path, dict]:
     """Open the store(s), run `lrsim.analysis.evaluation.identify`, write the report; return
     (path of report.html, results)."""
     from lrsim.analysis.evaluation import identify
@@ -93,7 +99,8 @@ def run_identify(store: str | Path, out: str | Path, *, label: str = "rule",
                            test_ds=test_ds, quick=quick, n_splits=splits,
                            n_permutations=permutations, random_state=seed, n_jobs=jobs,
                            progress=progress, store=str(store),
-                           test_store="" if test is None else str(test))
+                           test_store="" if test is None else str(test),
+                           observables=observables)
     return write_report(results, out), results
 
 
@@ -101,7 +108,8 @@ def cmd_identify(args: argparse.Namespace) -> int:
     page, results = run_identify(args.store, args.out, label=args.label, holdout=args.holdout,
                                  test=args.test, classifiers=args.classifiers, quick=args.quick,
                                  splits=args.splits, permutations=args.permutations,
-                                 seed=args.seed, jobs=args.jobs, progress=sys.stderr.isatty())
+                                 seed=args.seed, jobs=args.jobs, progress=sys.stderr.isatty(),
+                                 observables=args.observables)
     print_summary(results)
     print(f"report: {page}")
     print(f"numbers: {page.parent / 'results.json'}")
@@ -114,6 +122,10 @@ def print_summary(results: dict) -> None:
           f"{len(results['classes'])} classes of {results['label']}; chance "
           f"{results['chance']['uniform']:.3f}, permutation null "
           f"{results['null']['mean']:.3f} (p = {results['null']['p_value']:.3f})")
+    left = results.get("observables_left_out") or {}
+    if left:
+        print(f"  recorded by only some runs, left out: "
+              f"{', '.join(f'{o} ({n} lack it)' for o, n in left.items())}")
     for clf, m in results["main"].items():
         line = f"  {clf:<9} accuracy {m['accuracy_mean']:.3f} +/- {m['accuracy_sem']:.3f}"
         if results.get("control"):
