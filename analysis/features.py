@@ -30,8 +30,10 @@ sample of the layer the populations belong to, one value per time point:
 (L = the run's last existing layer, so stores of several depths map per run.) A role with no
 finite value anywhere in the fitted store (`ei_balance.inh`: currents are recorded in E
 populations only) is left out. They are measurable observables (spikes and currents are what an
-electrophysiologist records), computed from the recorded neurons' spikes: the (units, noise)
-view does not apply to them. NaN reads as 0, as for every channel.
+electrophysiologist records), computed from the recorded neurons' spikes; spiking runs record
+them without `units` / `noise` dims, so every (units, noise) view reads the same values (where a
+store gives them those dims, the view selects them as for the other observables). NaN reads as
+0, as for every channel.
 
 Stores mixing rate and spiking runs: rate runs have no spiking statistics (NaN after
 `lrsim.store.open_scan`). Reading those as 0 would hand the classifier the substrate instead of
@@ -63,7 +65,7 @@ SPIKING_OBSERVABLES = ("rate", "cv_isi", "fano", "correlation", "synchrony", "ei
                        "ei_correlation")
 ROLES = ("exc", "inh")
 READOUT = "readout"
-_POPULATION_DIMS = {"run", "time", POPULATION}
+_POPULATION_DIMS = {"run", "time", POPULATION, "units", "noise"}
 
 
 def time_index(n_time: int, fraction: float = 1.0, time_points: int | None = None) -> np.ndarray:
@@ -81,7 +83,7 @@ def time_index(n_time: int, fraction: float = 1.0, time_points: int | None = Non
 
 def is_population_variable(ds: xr.Dataset, name: str) -> bool:
     """Whether data variable `name` is a per-population statistic over time (dims `time`,
-    `population`, and `run` in a store): a spiking statistic."""
+    `population`, `run` in a store, possibly `units` / `noise`): a spiking statistic."""
     dims = set(ds[name].dims)
     return {"time", POPULATION} <= dims and dims <= _POPULATION_DIMS
 
@@ -134,8 +136,9 @@ def _last_layer(ds: xr.Dataset) -> xr.DataArray:
 
 def population_by_layer(ds: xr.Dataset, name: str) -> xr.DataArray:
     """Per-population variable `name` (run, time, population) mapped onto the samples' layers:
-    dims (run, time, layer, role), role `exc` = `layerK_exc` (the `readout` population for a
-    run's last layer), role `inh` = `layerK_inh`; NaN where a layer has no such population."""
+    dims (run, time, layer, role, then any `units` / `noise`); role `exc` = `layerK_exc` (the
+    `readout` population for a run's last layer), role `inh` = `layerK_inh`; NaN where a layer
+    has no such population."""
     da = ds[name]
     if "run" not in da.dims:
         raise ConfigError(f"'{name}': features need a store Dataset with a `run` dimension")
@@ -152,7 +155,7 @@ def population_by_layer(ds: xr.Dataset, name: str) -> xr.DataArray:
         roles.append(x)
     out = xr.concat(roles, dim="role").assign_coords(role=list(ROLES))
     out = out.drop_vars([c for c in out.coords if c not in out.dims])
-    return out.transpose("run", "time", "layer", "role")
+    return out.transpose("run", "time", "layer", "role", ...)
 
 
 def all_observables(ds: xr.Dataset) -> list[str]:
@@ -239,7 +242,8 @@ class TrajectoryFeatures(TransformerMixin, BaseEstimator):
                         f"{lacking[0]}{subs}); features need every run to record it: leave it "
                         f"out, or identify on a store of spiking runs only")
                 by_layer = population_by_layer(ds, o)
-                finite = np.isfinite(by_layer).any(dim=["run", "time", "layer"])
+                finite = np.isfinite(by_layer).any(dim=[d for d in by_layer.dims
+                                                         if d != "role"])
                 roles[o] = [r for r in ROLES if bool(finite.sel(role=r))]
                 continue
             if "time" not in dims or not dims <= _VIEW_DIMS:
@@ -292,7 +296,7 @@ class TrajectoryFeatures(TransformerMixin, BaseEstimator):
         template = ds["layer"]
         for o in self.observables_:
             if o in self.roles_:
-                da = population_by_layer(ds, o).isel(time=self.time_index_)
+                da = self._view(population_by_layer(ds, o))
                 da = da.sel(role=self.roles_[o]).rename(role="channel")
                 da = da.assign_coords(channel=[f"{o}.{r}" for r in self.roles_[o]])
                 parts.append(da.transpose("run", "layer", "channel", "time"))

@@ -14,6 +14,7 @@ import re
 
 import numpy as np
 import pytest
+import xarray as xr
 
 from lrsim.analysis.features import (
     SPIKING_OBSERVABLES,
@@ -123,6 +124,21 @@ def test_spiking_channels_hold_the_populations_values(runs):
     # may silence it later)
     hidden = store["rate"].sel(population="layer1_exc").isel(time=0)
     assert float(hidden.min()) > 0.5 and float(hidden.max()) < 200
+
+
+def test_spiking_channels_follow_a_noise_view_where_recorded(runs):
+    """Spiking runs record the statistics without a noise dim; a store that has one (here: the
+    rates at noise 0 and, shifted by 1000, at 0.5) is read at the requested view."""
+    store = open_scan(runs["root"] / "spiking")[["weights", "rate"]].reindex(noise=[0.0, 0.5])
+    rate = store["rate"]
+    store["rate"] = xr.concat([rate, rate + 1000.0], dim=store["noise"])
+    for noise, shift in ((0.0, 0.0), (0.5, 1000.0)):
+        s = make_samples(store, TrajectoryFeatures(["rate"], noise=noise, signed_log=False,
+                                                   depth=False))
+        assert s.channels == ["rate.exc", "rate.inh"]
+        for row, (rid, layer) in enumerate(zip(s.groups, s.layers)):
+            want = expected_population(runs["by_id"][rid], "rate", layer, "exc") + shift
+            np.testing.assert_allclose(s.X[row, :4], want)
 
 
 def test_mixed_store_opens_and_leaves_unshared_statistics_out(runs):
