@@ -13,7 +13,18 @@ the same equations that the tests hold the kernels to.
                       (Cohen & Kohn 2011; near 0 in the asynchronous state, Renart et al. 2010)
     chi               Golomb & Rinzel (1993) synchrony, sqrt(Var_b(mean_n c_n) / mean_n Var_b(c_n)),
                       computed on binned spike counts as the population signal: 1 for identical
-                      trains, about 1/sqrt(N) for independent ones (Golomb 2007, Scholarpedia)
+                      trains, about 1/sqrt(N) for independent ones, sqrt((1/m - p) / (1 - p))
+                      for m equal synchronous clusters firing in turn (p = spikes per bin per
+                      neuron) (Golomb 2007, Scholarpedia)
+    A(t), S(f)        population rate and its power spectrum (Welch); `spectral_peak` finds a
+                      global oscillation (Brunel 2000's synchronous states)
+
+The bin of chi is its time resolution (Golomb's chi is defined on continuous signals; binning is
+a box filter): it must be short against the period of any population rhythm, or the rhythm is
+averaged out. In Brunel's synchronous regular state (a ~600 Hz two-cluster rhythm, see
+models/spiking/network.py) chi is ~0.59 on 0.5 ms bins, 0.50 on 1 ms bins and 0.37 on the
+default 2 ms bins (measured, N_E = 2000); the 2 ms default suits the asynchronous states of the
+learning runs.
 """
 
 from __future__ import annotations
@@ -130,12 +141,73 @@ def count_correlation(counts: np.ndarray, max_neurons: int = 500,
 
 
 def synchrony_chi(counts: np.ndarray) -> float:
-    """Golomb-Rinzel chi = sqrt(Var_b(population mean) / mean_n Var_b(neuron n)) over bins."""
+    """Golomb-Rinzel chi = sqrt(Var_b(population mean) / mean_n Var_b(neuron n)) over the bins of
+    `counts` (n, n_bins) (Golomb & Rinzel 1993; Golomb 2007); NaN if no neuron's count varies."""
     counts = np.asarray(counts, float)
     single = counts.var(axis=-1).mean()
     if single <= 0:
         return float("nan")
     return float(np.sqrt(counts.mean(axis=0).var() / single))
+
+
+def population_rate(t: np.ndarray, n: int, t_start: float, t_stop: float,
+                    dt: float = 1e-4) -> np.ndarray:
+    """Population rate A(t_b) = (spikes of all n neurons in bin b) / (n dt), in Hz, on bins of
+    `dt` s from `t_start` (Brunel 2000's global activity nu(t); the last partial bin dropped)."""
+    nb = _n_bins(t_start, t_stop, dt)
+    b = np.floor((np.asarray(t, float) - t_start) / dt).astype(np.int64)
+    b = b[(b >= 0) & (b < nb)]
+    return np.bincount(b, minlength=nb).astype(float) / (n * dt)
+
+
+def rate_spectrum(t: np.ndarray, n: int, t_start: float, t_stop: float, dt: float = 1e-4,
+                  segment: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """One-sided power spectral density of the population rate (Hz^2/Hz), Welch's method:
+
+        S(f) = 2 dt / (L sum_k w_k^2) * mean_segments |sum_k w_k (A_k - <A>) e^{-2 pi i f k dt}|^2
+
+    over non-overlapping segments of L = segment / dt bins with a Hann window w (Welch 1967).
+    Independent Poisson neurons of rate r give the white level S = 2 r / n; a sinusoidal
+    modulation A = r (1 + a sin 2 pi f0 t) adds a line of integrated power (r a)^2 / 2 at f0.
+    Brunel's (2000) synchronous states show up as a sharp peak at the global oscillation
+    frequency. Returns (frequencies, S)."""
+    a = population_rate(t, n, t_start, t_stop, dt)
+    seg = int(round(segment / dt))
+    if seg < 4 or seg > len(a):
+        raise ValueError(f"need 4 <= segment / dt <= {len(a)} bins, got {seg}")
+    n_seg = len(a) // seg
+    x = a[: n_seg * seg].reshape(n_seg, seg)
+    x = x - x.mean(axis=1, keepdims=True)
+    w = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(seg) / seg)  # periodic Hann
+    power = np.abs(np.fft.rfft(x * w, axis=1)) ** 2
+    psd = power.mean(axis=0) * dt / (w ** 2).sum()
+    psd[1:-1 if seg % 2 == 0 else None] *= 2  # one-sided: fold negative frequencies
+    return np.fft.rfftfreq(seg, dt), psd
+
+
+def spectral_peak(freqs: np.ndarray, psd: np.ndarray, f_min: float = 5.0,
+                  rel_band: float = 0.1, f_max: float | None = None) -> dict[str, float]:
+    """The largest peak of a spectrum in [f_min, f_max] Hz (f_max None: up to the end; keep it
+    well below 1 / (2 dt), where the simulation's time grid leaves peaks of its own):
+
+    freq      f* = argmax_{f_min <= f <= f_max} S(f)
+    power     P = integral of S over f* (1 +- rel_band) (Hz^2 for a rate spectrum); a sinusoid
+              of amplitude r a gives P = (r a)^2 / 2, so sqrt(2 P) is the oscillation amplitude
+    fraction  P over all power in [f_min, f_max] (1 for a pure sinusoid, ~ 2 rel_band f* / f_max
+              for a white spectrum)
+    contrast  S(f*) / median over [f_min, f_max] of S (~ a few for a white spectrum)
+    """
+    freqs, psd = np.asarray(freqs, float), np.asarray(psd, float)
+    keep = (freqs >= f_min) & (freqs <= (np.inf if f_max is None else f_max))
+    f, p = freqs[keep], psd[keep]
+    k = int(np.argmax(p))
+    band = (f >= f[k] * (1 - rel_band)) & (f <= f[k] * (1 + rel_band))
+    total = p.sum()
+    med = float(np.median(p))
+    df = float(freqs[1] - freqs[0]) if len(freqs) > 1 else float("nan")
+    return {"freq": float(f[k]), "power": float(p[band].sum() * df),
+            "fraction": float(p[band].sum() / total) if total > 0 else float("nan"),
+            "contrast": float(p[k] / med) if med > 0 else float("inf")}
 
 
 def spike_statistics(i: np.ndarray, t: np.ndarray, n: int, t_start: float, t_stop: float, *,
