@@ -620,6 +620,7 @@ def cheapest_protocol(data: xr.Dataset, observables: Sequence[str], time_points:
     time points whose mean accuracy (`score(observables=..., units=..., noise=...,
     time_points=...)`) reaches `target`.
 
+    Observables without a `units` (`noise`) dim are tried at the full view only.
     Search, assuming accuracy does not fall with more units, less noise or more time points:
     for each observable and (units, noise) view from the richest down, the view is tried with
     all time points; a view that fails prunes every view it dominates (fewer units, more
@@ -647,8 +648,11 @@ def cheapest_protocol(data: xr.Dataset, observables: Sequence[str], time_points:
 
     for o in [*observables, ALL_MEASURABLE]:
         failed: list[tuple[int, float]] = []
-        for u in rich:
-            for n in noise_all:
+        # an observable recorded without a units / noise dim (the spiking statistics, from
+        # every recorded neuron) is the same in every view: only the full one names it honestly
+        dims = set(data[o].dims) if o in data.data_vars else {"units", "noise"}
+        for u in rich if "units" in dims else rich[:1]:
+            for n in noise_all if "noise" in dims else noise_all[:1]:
                 if any(richer(fu, u) and fn <= n for fu, fn in failed):
                     continue
                 if not evaluate(o, u, n, tps[-1]):

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from lrsim.analysis.evaluation import cheapest_protocol
 from lrsim.analysis.features import (
     SPIKING_OBSERVABLES,
     TrajectoryFeatures,
@@ -38,7 +39,7 @@ def spiking_runs(rule: str, hidden: list[int], replicas: int, seed: int = 0) -> 
     exp = parse({"name": f"feat-{rule}", "substrate": "spiking", "seed": seed,
                  "task": {"name": "digits"}, "model": {"hidden": hidden}, "rule": {"name": rule},
                  "train": {"lr": 0.25, "steps": 6, "replicas": replicas},
-                 "observe": {"points": 4}, "spiking": SPIKING})
+                 "observe": {"points": 4, "units": [0, 8]}, "spiking": SPIKING})
     return run_experiment(exp).datasets
 
 
@@ -46,7 +47,7 @@ def rate_runs(rule: str, replicas: int) -> list:
     exp = parse({"name": f"feat-rate-{rule}", "seed": 0, "task": {"name": "digits"},
                  "model": {"hidden": [40]}, "rule": {"name": rule},
                  "train": {"lr": 0.05, "steps": 12, "replicas": replicas},
-                 "observe": {"points": 4}})
+                 "observe": {"points": 4, "units": [0, 8]}})
     return run_experiment(exp).datasets
 
 
@@ -180,6 +181,25 @@ def test_spiking_statistic_on_a_rate_store_is_a_config_error(runs):
         TrajectoryFeatures(["weights", "cv_isi"]).fit(rate)
 
 
+def test_protocol_search_names_spiking_statistics_only_with_all_units(runs):
+    """Spiking statistics have no `units` dim (every recorded neuron counts): the search for
+    the cheapest protocol must not claim them from 8 units. With a score that always passes,
+    every view it tries is listed."""
+    store = open_scan(runs["root"] / "spiking")
+    seen = []
+
+    def always(observables, units, noise, time_points):
+        seen.append((tuple(observables), units))
+        return {"accuracy_mean": 1.0, "accuracy_sem": 0.0}
+
+    out = cheapest_protocol(store, ["weights", "rate", "fano"], [2, 4], always)
+    tried = {(r["observable"], r["units"]) for r in out["tried"]}
+    assert {("weights", 0), ("weights", 8), ("rate", 0), ("fano", 0)} <= tried
+    assert ("rate", 8) not in tried and ("fano", 8) not in tried
+    assert out["cheapest"]["observable"] in ("weights", "all measurable")
+    assert out["cheapest"]["units"] == 8
+
+
 def test_identify_cli_on_a_spiking_store(runs, tmp_path, capsys):
     """Spiking statistics chosen by name (a few, to keep the test fast)."""
     out = tmp_path / "report"
@@ -196,6 +216,13 @@ def test_identify_cli_on_a_spiking_store(runs, tmp_path, capsys):
     assert channels - {"depth"} == {"rate.exc", "rate.inh", "synchrony.exc", "synchrony.inh",
                                     *(f"weights.{st}" for st in results["stats"])}
     assert "synchrony" in (out / "report.html").read_text()
+    # spiking statistics come from every recorded neuron: the protocol search names them only
+    # with all units (the weights are tried with 8 of them too)
+    tried = results["protocol"]["tried"]
+    spiking_rows = [r for r in tried if r["observable"] in ("rate", "synchrony")]
+    assert spiking_rows and all(r["units"] == 0 for r in spiking_rows)
+    assert results["view"] == {"units": 0, "noise": 0.0}
+    assert [r["value"] for r in results["sweeps"]["units"]] == [0, 8]
 
 
 @pytest.mark.slow
