@@ -54,6 +54,10 @@ ALL_MEASURABLE = "all measurable"
 OBSERVABLE_COST = {"activations": 1, "activity_change": 1, "rate": 1, "cv_isi": 1, "fano": 1,
                    "correlation": 1, "synchrony": 1, "ei_balance": 2, "ei_correlation": 2,
                    "weights": 2}
+OBSERVABLE_NAMES = {"rate": "the firing rates", "cv_isi": "the CV of the interspike intervals",
+                    "fano": "the Fano factors", "correlation": "the spike-count correlations",
+                    "synchrony": "the synchrony", "ei_balance": "the E/I current balance",
+                    "ei_correlation": "the E/I current correlation"}
 
 
 @contextlib.contextmanager
@@ -339,7 +343,8 @@ def protocol_sentence(protocol: dict[str, Any] | None, label: str, target: float
                 f"collect more runs or record more.")
     units = "all units" if protocol["units"] == 0 else f"{protocol['units']} units per layer"
     obs = ("all measurable observables" if protocol["observable"] == ALL_MEASURABLE
-           else f"the {protocol['observable'].replace('_', ' ')}")
+           else OBSERVABLE_NAMES.get(protocol["observable"],
+                                     f"the {protocol['observable'].replace('_', ' ')}"))
     return (f"The cheapest recording protocol reaching {target:.0%} accuracy for the {label} is "
             f"{obs} from {units} with {protocol['noise']:g} relative measurement noise at "
             f"{protocol['time_points']} time points (random forest: "

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from lrsim.analysis.evaluation import cheapest_protocol
+from lrsim.analysis.evaluation import cheapest_protocol, protocol_sentence
 from lrsim.analysis.features import (
     SPIKING_OBSERVABLES,
     TrajectoryFeatures,
@@ -198,6 +198,10 @@ def test_protocol_search_names_spiking_statistics_only_with_all_units(runs):
     assert ("rate", 8) not in tried and ("fano", 8) not in tried
     assert out["cheapest"]["observable"] in ("weights", "all measurable")
     assert out["cheapest"]["units"] == 8
+    row = {"observable": "cv_isi", "units": 0, "noise": 0.0, "time_points": 3,
+           "accuracy_mean": 0.95, "accuracy_sem": 0.01}
+    assert "is the CV of the interspike intervals from all units" in protocol_sentence(
+        row, "rule", 0.9)
 
 
 def test_identify_cli_on_a_spiking_store(runs, tmp_path, capsys):
