@@ -131,8 +131,16 @@ def test_brunel_params_family():
     np.testing.assert_array_equal(np.bincount(post_e, minlength=n), 100)  # C_E each
     np.testing.assert_array_equal(np.bincount(post_i, minlength=n), 25)   # C_I = C_E / 4
     pre_e = np.asarray(bn.synapses["e"].i[:])
+    pre_i = np.asarray(bn.synapses["i"].i[:]) + 400
     pairs = pre_e.astype(np.int64) * n + post_e
-    assert len(np.unique(pairs)) == len(pairs) and not np.any(pre_e == post_e)
+    assert len(np.unique(pairs)) == len(pairs)
+    assert not np.any(pre_e == post_e) and not np.any(pre_i == post_i)  # no autapses
+    # sources drawn uniformly: an E neuron's out-degree is a sum of Bernoulli draws, by 399
+    # E targets with p = 100/399 and 100 I targets with p = 100/400
+    out = np.bincount(pre_e, minlength=400)
+    p_e, p_i = 100 / 399, 100 / 400
+    assert out.mean() == pytest.approx(400 * p_e + 100 * p_i - p_e)  # self excluded
+    assert out.var() == pytest.approx(399 * p_e * (1 - p_e) + 100 * p_i * (1 - p_i), rel=0.2)
     with pytest.raises(ValueError, match="connectivity"):
         NetworkParams(connectivity="ring")
 

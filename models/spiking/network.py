@@ -78,7 +78,9 @@ class NetworkParams:
     Defaults: a small network (800 E, 200 I, epsilon = 0.1 so C_E = 80) in the asynchronous
     irregular regime (g = 7, eta = 1.25, J = 1 mV; measured: E rate ~20-25 Hz, CV of ISI ~1,
     Fano ~1.0-1.15, balance |E + I| / E < 0.12). J is larger than Brunel's 0.1 mV because C_E
-    is 80, not 1000.
+    is 80, not 1000. connectivity: "bernoulli" (each pair with probability epsilon) or
+    "fixed_indegree" (exactly round(epsilon N_E) E and round(epsilon N_I) I sources per neuron,
+    Brunel's); `brunel_params` gives Brunel's Fig. 8 family.
     """
 
     n_e: int = 800
@@ -144,10 +146,15 @@ def brunel_params(g: float, eta: float, *, n_e: int = 2000, epsilon: float = 0.2
     (tau_e = tau_i = 0.1 ms). Brunel's Fig. 8: g = 3, eta = 2 is synchronous regular (A);
     g = 6, eta = 4 synchronous irregular with a fast (~180 Hz) oscillation (B); g = 5, eta = 2
     asynchronous irregular (C). Measured here with the defaults (N_E = 2000, C_E = 500, numpy
-    target, 0.3-0.5 s): g = 3, eta = 2: rate ~300 Hz, CV ~0.015, two clusters, chi ~0.6,
-    population-rate peak at 600 Hz; g = 6, eta = 4: peak at 180 Hz, CV ~0.8; g = 5, eta = 2:
-    rate ~40 Hz, CV ~0.55, chi ~0.14; g = 6, eta = 2: rate ~24 Hz, CV ~0.7, chi ~0.12.
-    `changes` override any other field."""
+    target, 0.3-0.5 s, chi on 0.5 ms bins): g = 3, eta = 2: rate ~300 Hz, CV ~0.015, two
+    clusters, chi ~0.6, population-rate peak at 600 Hz with an amplitude ~1.9x the mean rate;
+    g = 6, eta = 4: peak at 180 Hz, rate ~60 Hz, CV ~0.8; g = 5, eta = 2: rate ~40 Hz, CV ~0.55,
+    chi ~0.14; g = 6, eta = 2: ~24 Hz, CV ~0.7, chi ~0.12; g = 7, eta = 2: ~18 Hz, CV ~0.7
+    (Poisson trains give ~0.78 over the same 0.4 s), chi ~0.10. The irregular states keep a
+    broad ~100 Hz population rhythm (amplitude ~0.5x the mean rate), so g = 5 sits nearer the
+    synchronous irregular border here than in Brunel's Fig. 8C. With N_E = 4000 (Brunel's
+    J = 0.1 mV, C_E = 1000; cython): g = 3: 301 Hz, CV 0.014, chi 0.61; g = 6: 23 Hz, CV 0.52,
+    chi 0.11. `changes` override any other field."""
     n_e = int(n_e)
     c_e = int(round(epsilon * n_e))
     fields = dict(n_e=n_e, n_i=n_e // 4, epsilon=epsilon, j=j_c_e / c_e, g=g, eta=eta,
