@@ -18,6 +18,7 @@ W_l^T. Rules use only torch; they never know which substrate calls them.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
@@ -209,3 +210,10 @@ def alignment_angles(rule: Rule, state: State, weights: list[Tensor]) -> Tensor:
         cos = (wt * bf).sum(1) / (wt.norm(dim=1) * bf.norm(dim=1)).clamp_min(1e-300)
         out[:, l] = torch.rad2deg(torch.arccos(cos.clamp(-1, 1))).cpu()
     return out
+
+
+def feedback_takes_decay(rule: Rule) -> bool:
+    """Whether `rule.feedback` accepts `decay`: the total decay (K, 1, 1) applied to W this step,
+    lambda_rule + weight_decay_k, which Kolen-Pollack (Kolen & Pollack 1994; Akrout et al. 2019)
+    applies to B as well, so that B - W^T shrinks by W's own factor (1 - lr decay)."""
+    return "decay" in inspect.signature(rule.feedback).parameters

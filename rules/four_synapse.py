@@ -110,13 +110,17 @@ class FourSynapse(_FixedFeedback):
         return out
 
     def feedback(self, state: State, s: Signals, m: list[torch.Tensor],
-                 steps: list[torch.Tensor], lr: torch.Tensor) -> State:
-        """B_l <- B_l - lr (<(V_{l-1} h_{l-1}) g_l^T> + lambda B_l); then the pairing phase."""
+                 steps: list[torch.Tensor], lr: torch.Tensor,
+                 decay: torch.Tensor | float | None = None) -> State:
+        """B_l <- B_l - lr (<(V_{l-1} h_{l-1}) g_l^T> + d B_l), d = `decay` (the total decay the
+        substrate applied to W_l this step, lambda + weight decay; lambda if None); then the
+        pairing phase."""
+        d = self.decay if decay is None else decay
         new_b: list[torch.Tensor | None] = [None]
         for l in range(1, len(state["B"])):
             b = state["B"][l]
             vh = self._through(s.pre[l], state["V"][l - 1])
-            new_b.append(b - lr * (batch_mean_outer(vh, m[l]) + self.decay * b))
+            new_b.append(b - lr * (batch_mean_outer(vh, m[l]) + d * b))
         new = {**state, "B": new_b}
         if self.variant == "self_assembling":
             new["U"], new["V"] = self._pair(state["U"], state["V"], s.noise)

@@ -11,7 +11,6 @@ others go on. Observers are called at the steps they ask for (see `Observer`).
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -27,7 +26,14 @@ from lrsim.models.rate import RateNetwork, loss_and_error
 from lrsim.models.tasks import Task, tasks
 from lrsim.optimizers import optimizers
 from lrsim.rules import rules
-from lrsim.rules.base import ReplicaNoise, Rule, Signals, State, alignment_angles
+from lrsim.rules.base import (
+    ReplicaNoise,
+    Rule,
+    Signals,
+    State,
+    alignment_angles,
+    feedback_takes_decay,
+)
 
 DIVERGENCE_CHECK_EVERY = 25  # steps between host syncs that look for non-finite losses
 
@@ -239,13 +245,6 @@ def train(exp: Experiment, reps: list[Replica] | None = None,
                     arr[k] = np.nan
     return TrainResult(reps, final[0], final[1], final[2], status,
                        ctx.diverged_step, align, ctx)
-
-
-def feedback_takes_decay(rule: Rule) -> bool:
-    """Whether `rule.feedback` accepts `decay`: the total decay (K, 1, 1) applied to W this step,
-    lambda_rule + weight_decay_k, which Kolen-Pollack (Kolen & Pollack 1994; Akrout et al. 2019)
-    applies to B as well, so that B - W^T shrinks by W's own factor (1 - lr decay)."""
-    return "decay" in inspect.signature(rule.feedback).parameters
 
 
 def _mark_divergence(ctx: TrainContext, first_bad: Tensor, lr: Tensor, step: int) -> None:
