@@ -26,10 +26,13 @@ and, every `batch_trials` trials, builds dense `Signals` (K = 1 replica, N = bat
     derivative[l] = 1                          (linear surrogate of the rate nonlinearity: a
                                                 noise-driven LIF's f-I curve is close to
                                                 threshold-linear in the fluctuation-driven regime)
-    output_error = (r_out - r_target) / rate_scale,  target = r_target / rate_scale
+    output_error_j = (rbar_c(j) - r*_c(j)) / rate_scale,  target = r* / rate_scale
     own_weights[l] = W_l (dense n_post x n_pre, zero where no synapse), downstream = W_{l+1}
 
-and applies the SAME update as the rate trainer (`lrsim.train`):
+with rbar_c the mean rate of the readout pool of class c that neuron j belongs to: the output
+error is pool size x dL/dr_j of the reported loss L = 1/2 sum_c ((rbar_c - r*_c) / rate_scale)^2,
+and averaging the pool's spike counts makes it less noisy (`readout_error = "neuron"` uses r_j
+itself). It then applies the SAME update as the rate trainer (`lrsim.train`):
 
     m = rule.credit(state, s);  g = rule.plasticity(state, s, m);  steps = optimizer(g)
     W <- W - lr (steps + (rule.decay + weight_decay) W);  state = rule.feedback(...)
@@ -57,7 +60,7 @@ from lrsim.models.spiking.network import (
     lif_group,
     static_synapses,
 )
-from lrsim.rules.base import Rule, Signals, State
+from lrsim.rules.base import Rule, Signals, State, feedback_takes_decay
 
 FAN_IN_REF = 100  # a projection's PSP per unit W is w_unit * FAN_IN_REF / n_pre
 
@@ -68,22 +71,26 @@ class LearningParams:
 
     trial: Quantity = field(default_factory=lambda: 100 * ms)
     settle: Quantity = field(default_factory=lambda: 20 * ms)
-    input_rate: Quantity = field(default_factory=lambda: 40 * Hz)   # rate of a white pixel
+    input_rate: Quantity = field(default_factory=lambda: 100 * Hz)  # rate of a white pixel
     target_rate: Quantity = field(default_factory=lambda: 30 * Hz)  # readout, correct class
     rest_rate: Quantity = field(default_factory=lambda: 5 * Hz)     # readout, other classes
     rate_scale: Quantity = field(default_factory=lambda: 40 * Hz)   # rates are divided by it
-    readout_pool: int = 4           # readout neurons per class
+    readout_pool: int = 10          # readout neurons per class
     readout_inhibition: float | None = None  # hidden I -> readout jump / (g J tau_m / tau_i);
                                               # None: matched E/I ratio (see `_build`)
-    p_ff: float = 1.0               # feedforward connection probability
-    w_unit: Quantity = field(default_factory=lambda: 0.5 * mV)  # PSP of W = 1 at 100 inputs
-    w_init: float = 1.0             # initial W ~ U(0, 2 w_init)
-    w_max: float = 8.0              # Dale: 0 <= W <= w_max
+    p_ff: float = 0.25              # feedforward connection probability (selectivity)
+    w_unit: Quantity = field(default_factory=lambda: 1.0 * mV)  # PSP of W = 1 at 100 inputs
+    w_init: float = 4.0             # initial W ~ U(0, 2 w_init)
+    w_max: float = 20.0             # Dale: 0 <= W <= w_max
     batch_trials: int = 1           # trials per update (the batch N of the Signals)
     istdp: bool = True
     istdp_eta: float = 0.01         # in units of the initial I->E weight
     istdp_rate: Quantity = field(default_factory=lambda: 10 * Hz)   # rho_0
     istdp_tau: Quantity = field(default_factory=lambda: 20 * ms)
+    readout_istdp: bool = True      # Vogels rule on hidden I -> readout, towards the mean target
+    readout_istdp_eta: float = 0.01   # its learning rate (the hidden layers use istdp_eta)
+    readout_error: str = "pool"     # "pool": e_j = (mean rate of j's class pool - target);
+                                    # "neuron": e_j = (r_j - target_j)
     record_spikes: int = 100        # neurons per population whose spikes are monitored
     record_currents: int = 20       # E neurons per hidden layer whose I_e, I_i are recorded
     current_dt: Quantity = field(default_factory=lambda: 1 * ms)
@@ -265,9 +272,16 @@ class TaskNetwork:
             inh = self.inhibitory[-1]
             hp = self.hidden_params[-1]
             pairs = bernoulli_pairs(len(inh), n_out, hp.epsilon, rng)
-            static.append(static_synapses(inh, readout, pairs, "I_i",
-                                          self.readout_inhibition() * hp.jump_i, p.delay,
-                                          "readout_inh"))
+            if lp.istdp and lp.readout_istdp:
+                syn = self._istdp(inh, readout, pairs, hp, "readout_inh",
+                                  rate=self.mean_target_rate(), w0=self.readout_inhibition(),
+                                  eta=lp.readout_istdp_eta)
+                self.istdp_synapses.append(syn)
+                static.append(syn)
+            else:
+                static.append(static_synapses(inh, readout, pairs, "I_i",
+                                              self.readout_inhibition() * hp.jump_i, p.delay,
+                                              "readout_inh"))
         # monitors: spikes of every population, currents of the hidden E populations
         self.spike_monitors: dict[str, b2.SpikeMonitor] = {}
         self.current_monitors: dict[str, b2.StateMonitor] = {}
@@ -292,6 +306,14 @@ class TaskNetwork:
         self.network = b2.Network(*objects, *static, *self.spike_monitors.values(),
                                   *self.current_monitors.values(), operation)
 
+    def mean_target_rate(self) -> Quantity:
+        """The readout's mean target rate over classes, (r_target + (C - 1) r_rest) / C: the
+        rate every readout neuron has on average when the error is zero, so inhibitory
+        plasticity towards it sets each neuron's operating point (a bias) without opposing
+        the error-driven excitatory learning of its selectivity."""
+        lp = self.lp
+        return (lp.target_rate + (self.n_classes - 1) * lp.rest_rate) / self.n_classes
+
     def readout_inhibition(self) -> float:
         """Scale of the hidden I -> readout synapses relative to a hidden layer's I -> E.
 
@@ -313,10 +335,15 @@ class TaskNetwork:
         ext = hp.n_external * j
         return (ext + ff) / (ext + hp.c_e * j + ff)
 
-    def _istdp(self, src, dst, pairs, hp: NetworkParams, name: str) -> b2.Synapses:
-        """I -> E synapses with Vogels et al. (2011) inhibitory plasticity; w in units of the
-        static inhibitory jump g J tau_m / tau_i (starts at 1)."""
+    def _istdp(self, src, dst, pairs, hp: NetworkParams, name: str,
+               rate: Quantity | None = None, w0: float = 1.0, eta: float | None = None
+               ) -> b2.Synapses:
+        """I -> E synapses with Vogels et al. (2011) inhibitory plasticity towards the target
+        rate `rate` (default rho_0 = `istdp_rate`); w in units of the static inhibitory jump
+        g J tau_m / tau_i (starts at `w0`)."""
         lp = self.lp
+        rate = lp.istdp_rate if rate is None else rate
+        eta = lp.istdp_eta if eta is None else eta
         syn = b2.Synapses(
             src, dst,
             model="""w : 1
@@ -328,10 +355,10 @@ class TaskNetwork:
             on_post="""apost_i += 1
                        w = clip(w + eta_istdp * apre_i, 0, w_imax)""",
             delay=hp.delay, name=name,
-            namespace={"jump_i": hp.jump_i, "tau_istdp": lp.istdp_tau, "eta_istdp": lp.istdp_eta,
-                       "alpha_istdp": float(2 * lp.istdp_rate * lp.istdp_tau), "w_imax": 10.0})
+            namespace={"jump_i": hp.jump_i, "tau_istdp": lp.istdp_tau, "eta_istdp": eta,
+                       "alpha_istdp": float(2 * rate * lp.istdp_tau), "w_imax": 10.0})
         syn.connect(i=pairs[0], j=pairs[1])
-        syn.w[:] = 1.0
+        syn.w[:] = w0
         return syn
 
     # -- the bridge --------------------------------------------------------------------------
@@ -398,8 +425,12 @@ class TaskNetwork:
         target = torch.as_tensor(np.stack([b[1] for b in batch])).unsqueeze(0)
         weights = [torch.as_tensor(pr.dense()).unsqueeze(0) for pr in self.projections]
         post = acts[1:]
+        out = post[-1]
+        if self.lp.readout_error == "pool":  # every neuron gets its class pool's mean rate
+            pool = out.reshape(*out.shape[:-1], self.n_classes, self.lp.readout_pool)
+            out = pool.mean(-1, keepdim=True).expand_as(pool).reshape(out.shape)
         return Signals(pre=acts[:-1], post=post, derivative=[torch.ones_like(h) for h in post],
-                       output_error=post[-1] - target, target=target, own_weights=weights,
+                       output_error=out - target, target=target, own_weights=weights,
                        downstream_weights=weights[1:],
                        noise=torch.Generator().manual_seed(self.seed + 7919 + self.n_updates))
 
@@ -423,7 +454,8 @@ class TaskNetwork:
             if self.diverged_step is None:
                 self.diverged_step = self.n_updates
             self.lr = 0.0
-        self.rule_state = self.rule.feedback(self.rule_state, sig, m, steps, lr)
+        kw = {"decay": decay} if feedback_takes_decay(self.rule) else {}
+        self.rule_state = self.rule.feedback(self.rule_state, sig, m, steps, lr, **kw)
         self.n_updates += 1
         if self.on_update:
             self.on_update(self, self.n_updates)

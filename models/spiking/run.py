@@ -3,11 +3,13 @@ trajectory format as rate runs plus spiking statistics.
 
 Per replica (seed s): build the task network (`learning.TaskNetwork`) with seed s, present
 
-    [eval block: train stimuli | eval block: test stimuli | steps x batch_trials training trials
-     | eval block: train stimuli | eval block: test stimuli]
+    [warm-up: warmup_trials training stimuli | eval block: train stimuli | eval block: test
+     stimuli | steps x batch_trials training trials | eval block: train stimuli | eval block:
+     test stimuli]
 
-in ONE `Network.run`, learning only in the training trials. The Dataset has, at the observed
-update steps (`lrsim.analysis.observers.schedule_steps`):
+in ONE `Network.run`, learning only in the training trials (the warm-up lets inhibitory
+plasticity settle the balanced state before the first measurement; it is not recorded). The
+Dataset has, at the observed update steps (`lrsim.analysis.observers.schedule_steps`):
 
     weights          statistics of each plastic projection W_l (the rows of the recorded units)
     activations      statistics of the layer's trial rates (Hz) in the window since the previous
@@ -88,6 +90,8 @@ def learning_params(spec: SpikingSpec):
         w_unit=spec.w_unit_mv * mV, w_init=spec.w_init, w_max=spec.w_max,
         batch_trials=spec.batch_trials, istdp=spec.istdp, istdp_eta=spec.istdp_eta,
         istdp_rate=spec.istdp_rate_hz * Hz, istdp_tau=spec.istdp_tau_ms * ms,
+        readout_istdp=spec.readout_istdp, readout_istdp_eta=spec.readout_istdp_eta,
+        readout_error=spec.readout_error,
         record_spikes=spec.record_neurons, record_currents=spec.record_currents)
 
 
@@ -114,10 +118,13 @@ def make_schedule(task: Any, spec: SpikingSpec, steps: int, seed: int):
     while len(order) < n_train_trials:
         order.extend(rng.permutation(n_train).tolist())
     order = order[:n_train_trials]
+    warm = np.random.default_rng([seed, 4]).integers(0, n_train, spec.warmup_trials).tolist()
     ev_tr, ev_te = list(range(n_eval_tr)), list(range(n_eval_te))
-    stim = np.concatenate([x_tr[ev_tr], x_te[ev_te], x_tr[order], x_tr[ev_tr], x_te[ev_te]])
-    labels = np.concatenate([l_tr[ev_tr], l_te[ev_te], l_tr[order], l_tr[ev_tr], l_te[ev_te]])
-    phases = (["eval_train_0"] * n_eval_tr + ["eval_test_0"] * n_eval_te
+    stim = np.concatenate([x_tr[warm], x_tr[ev_tr], x_te[ev_te], x_tr[order], x_tr[ev_tr],
+                           x_te[ev_te]])
+    labels = np.concatenate([l_tr[warm], l_tr[ev_tr], l_te[ev_te], l_tr[order], l_tr[ev_tr],
+                             l_te[ev_te]])
+    phases = (["warmup"] * len(warm) + ["eval_train_0"] * n_eval_tr + ["eval_test_0"] * n_eval_te
               + ["train"] * n_train_trials + ["eval_train_1"] * n_eval_tr
               + ["eval_test_1"] * n_eval_te)
     return Schedule(stim.astype(float), labels.astype(int), phases)
@@ -185,6 +192,7 @@ def run_replica(exp: Experiment, rep: Replica, replica: int, *, observe: bool = 
                       rep.lr, rep.weight_decay, rep.seed, network_params(spec),
                       learning_params(spec), on_update=rec.snapshot, on_trial=on_trial)
     n_eval0 = schedule.phases.index("train") if "train" in schedule.phases else 0
+    n_warm = schedule.phases.count("warmup")  # trials before the first measurement
     net.trial_index = n_eval0
     rec.snapshot(net, 0)
     wall = time.perf_counter()
@@ -221,7 +229,7 @@ def run_replica(exp: Experiment, rep: Replica, replica: int, *, observe: bool = 
     for ti in range(T):
         t0, t1 = edges[ti], edges[ti + 1]
         if ti == 0:
-            t0, t1 = 0.0, trial_s * n_eval0
+            t0, t1 = trial_s * n_warm, trial_s * n_eval0
         if t1 - t0 <= 0:
             continue
         for p_i, pop in enumerate(pops):
@@ -281,7 +289,7 @@ def run_replica(exp: Experiment, rep: Replica, replica: int, *, observe: bool = 
     acc_t = np.full(T, np.nan)
     previous: dict[tuple[int, int], np.ndarray] = {}
     for ti, s in enumerate(steps_seen):
-        k0, k1 = (0, n_eval0) if ti == 0 else (trial_edges[ti], trial_edges[ti + 1])
+        k0, k1 = (n_warm, n_eval0) if ti == 0 else (trial_edges[ti], trial_edges[ti + 1])
         if ti == 0:
             sel = phases[:n_eval0] == "eval_train_0"
             loss_t[0] = float(losses[:n_eval0][sel].mean()) if sel.any() else np.nan
@@ -346,7 +354,8 @@ def run_spiking(exp: Experiment, reps: list[Replica] | None = None, *, observe: 
     if progress:
         from tqdm import tqdm
 
-        n_trials = 4 * spec.eval_samples + exp.train.steps * spec.batch_trials
+        n_trials = (spec.warmup_trials + 4 * spec.eval_samples
+                    + exp.train.steps * spec.batch_trials)
         bar = tqdm(total=n_trials * len(reps), desc=f"{exp.rule.name} spiking x{len(reps)}",
                    unit="trial", mininterval=0.5, leave=False)
     summaries, datasets = [], []

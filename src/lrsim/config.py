@@ -139,7 +139,14 @@ class ObserveSpec(_Strict):
 class SpikingSpec(_Strict):
     """The `[spiking]` section: the balanced network and its trials (units in the key names;
     see `lrsim.models.spiking`). Hidden layers take their E widths from `[model] hidden`, with
-    N_I = N_E / 4."""
+    N_I = N_E / 4.
+
+    Defaults are the task network that learns digits (README, "Spiking networks"): sparse
+    feedforward input (`p_ff` 0.25, so hidden neurons have distinct receptive fields), 100 Hz
+    for a white pixel, external drive below threshold on its own (`eta` 0.8: stimulus and
+    recurrent input make up the rest, the hidden layer stays asynchronous irregular and
+    balanced), 10 readout neurons per class with inhibitory plasticity setting their operating
+    point (`readout_istdp`) and a class-pooled output error (`readout_error`)."""
 
     target: Literal["cython", "numpy"] = "cython"  # Brian2 runtime code generation
     dt_ms: float = Field(0.1, gt=0, le=1)
@@ -150,27 +157,31 @@ class SpikingSpec(_Strict):
     n_ref_e: int = Field(800, ge=4, le=1_000_000)          # C_E = epsilon n_ref_e in-degree
     j_mv: float = Field(1.0, gt=0, le=20)                  # excitatory PSP J (mV)
     g: float = Field(7.0, ge=0, le=50)                     # inhibition relative to excitation
-    eta: float = Field(1.25, ge=0, le=20)                  # external drive nu_ext / nu_thr
+    eta: float = Field(0.8, ge=0, le=20)                   # external drive nu_ext / nu_thr
     tau_m_ms: float = Field(20.0, gt=0, le=1000)
     tau_e_ms: float = Field(2.0, gt=0, le=1000)
     tau_i_ms: float = Field(2.0, gt=0, le=1000)
     t_ref_ms: float = Field(2.0, ge=0, le=100)
     delay_ms: float = Field(1.5, gt=0, le=100)
-    input_rate_hz: float = Field(40.0, gt=0, le=1000)     # input rate of a white pixel
+    input_rate_hz: float = Field(100.0, gt=0, le=1000)    # input rate of a white pixel
     target_rate_hz: float = Field(30.0, ge=0, le=1000)    # readout target, correct class
     rest_rate_hz: float = Field(5.0, ge=0, le=1000)       # readout target, other classes
     rate_scale_hz: float = Field(40.0, gt=0, le=1000)     # rates are divided by it
-    readout_pool: int = Field(4, ge=1, le=1000)           # readout neurons per class
-    p_ff: float = Field(1.0, gt=0, le=1)                  # feedforward connection probability
-    w_unit_mv: float = Field(0.5, gt=0, le=20)            # PSP (mV) of a weight W = 1
-    w_init: float = Field(1.0, ge=0, le=1000)             # initial W ~ U(0, 2 w_init)
-    w_max: float = Field(8.0, gt=0, le=1000)              # Dale: 0 <= W <= w_max
+    readout_pool: int = Field(10, ge=1, le=1000)          # readout neurons per class
+    p_ff: float = Field(0.25, gt=0, le=1)                 # feedforward connection probability
+    w_unit_mv: float = Field(1.0, gt=0, le=20)            # PSP (mV) of a weight W = 1
+    w_init: float = Field(4.0, ge=0, le=1000)             # initial W ~ U(0, 2 w_init)
+    w_max: float = Field(20.0, gt=0, le=1000)             # Dale: 0 <= W <= w_max
     istdp: bool = True                                    # Vogels et al. 2011 on I -> E
     istdp_eta: float = Field(0.01, ge=0, le=10)
     istdp_rate_hz: float = Field(10.0, gt=0, le=1000)     # target E rate rho_0
     istdp_tau_ms: float = Field(20.0, gt=0, le=1000)
+    readout_istdp: bool = True                            # Vogels rule on I -> readout too
+    readout_istdp_eta: float = Field(0.01, ge=0, le=10)   # its learning rate
+    readout_error: Literal["pool", "neuron"] = "pool"     # output error per class pool / neuron
     train_samples: int = Field(0, ge=0)                   # training stimuli used (0 = all)
     eval_samples: int = Field(20, ge=1, le=100_000)       # stimuli per evaluation block
+    warmup_trials: int = Field(50, ge=0, le=100_000)      # before the first measurement
     record_neurons: int = Field(100, ge=1)                # spikes recorded per population
     record_currents: int = Field(20, ge=0)                # E neurons with I_e, I_i recorded
     cache_dir: str | None = None                          # Brian2 cython cache (None: auto)
