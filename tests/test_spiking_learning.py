@@ -1,9 +1,9 @@
 """Learning in the balanced spiking network with the registry's rules: error-driven rules
 halve the readout error on 10 training stimuli (or better) in 200-300 trials of 100 ms and
-beat a no-learning control, backprop tells held-out digits apart, Hebbian rules move weights the way their equation says (checked against rates counted independently
-from Brian2's spike monitors), Dale's law and the balance hold at every measurement, STDP's
-synapse equations reproduce the pair window, and rules a substrate cannot run are refused at
-validation.
+beat a no-learning control, backprop tells held-out digits apart, Hebbian rules move weights
+the way their equation says (checked against rates counted independently from Brian2's spike
+monitors), Dale's law and the balance hold at every measurement, STDP's synapse equations
+reproduce the pair window, and rules a substrate cannot run are refused at validation.
 
 All use the numpy target at dt = 0.2 ms (no compilation; ~45 s per 200-trial run); learning
 runs other than backprop's are marked slow."""
