@@ -186,7 +186,8 @@ def test_delta_readout_beats_the_clamped_readout_on_digits(name, params):
 
 def test_delta_readout_in_the_spiking_substrate():
     """The spiking bridge, unchanged, drives the delta readout: after each trial the readout
-    W moves by -lr (r_out - r_target) h^T (rates / rate_scale), with the hidden and readout
+    W moves by -lr (rbar_out - r_target) h^T (rates / rate_scale; rbar_out: each neuron's class
+    pool mean, the bridge's default `readout_error = "pool"`), with the hidden and readout
     rates counted from Brian2's spike monitors."""
     from brian2 import ms, second
 
@@ -219,8 +220,10 @@ def test_delta_readout_in_the_spiking_substrate():
 
     proj = net.projections[-1]
     for k in range(2):
-        h, r = rates("layer1_exc", 100, k), rates("readout", 40, k)
-        e = r - net.target_rates(int(lab[k])) / scale
+        n_out = 10 * lp.readout_pool
+        h, r = rates("layer1_exc", 100, k), rates("readout", n_out, k)
+        pooled = np.repeat(r.reshape(10, lp.readout_pool).mean(axis=1), lp.readout_pool)
+        e = pooled - net.target_rates(int(lab[k])) / scale
         want = np.clip((w_prev[-1] - lr * np.outer(e, h))[proj.j, proj.i], 0, lp.w_max)
         got = snaps[k][-1][proj.j, proj.i]
         assert np.isclose(got, want, rtol=1e-6, atol=1e-9).mean() > 0.97, k
