@@ -118,6 +118,12 @@ def batch_mean_outer(m: Tensor, pre: Tensor) -> Tensor:
     return torch.bmm(m.transpose(1, 2) * (1.0 / m.shape[1]), pre)  # scale the small operand
 
 
+def three_factor(m: Tensor, pre: Tensor) -> tuple[Tensor, Tensor]:
+    """The three-factor update of one layer, gradient-like: gW = m^T h_{l-1} / N, gb = mean_n m
+    (m the layer's credit, (K, N, n_l); pre its input h_{l-1}, (K, N, n_{l-1}))."""
+    return batch_mean_outer(m, pre), m.mean(1)
+
+
 def random_feedback(shape_like: Tensor, generators: list[torch.Generator]) -> Tensor:
     """Fixed random matrices, one per replica from its own generator, shaped like `shape_like`
     (K, a, b) = the shape of W^T; entries N(0, 1/a), the scale of W's own fan-in init."""
@@ -164,8 +170,8 @@ class Rule:
 
     def plasticity(self, state: State, s: Signals, m: list[Tensor]
                    ) -> list[tuple[Tensor, Tensor]]:
-        """Default three-factor update: gW_l = m_l^T h_{l-1} / N, gb_l = mean_n m_l."""
-        return [(batch_mean_outer(m_l, s.pre[l]), m_l.mean(1)) for l, m_l in enumerate(m)]
+        """Default three-factor update of every layer (`three_factor`)."""
+        return [three_factor(m_l, s.pre[l]) for l, m_l in enumerate(m)]
 
     def feedback(self, state: State, s: Signals, m: list[Tensor], steps: list[Tensor],
                  lr: Tensor) -> State:

@@ -24,7 +24,7 @@ import torch
 
 from lrsim.errors import ConfigError
 from lrsim.registry import Param
-from lrsim.rules.base import Rule, Signals, State, batch_mean_outer, register
+from lrsim.rules.base import Rule, Signals, State, batch_mean_outer, register, three_factor
 
 READOUTS = ("clamped", "delta")
 _SUPERVISED = Param(True, "the output layer learns from the target by `readout` (else it does "
@@ -44,7 +44,7 @@ def delta_readout(e: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch
     squares); with softmax cross-entropy e = p - t, the same rule for a softmax readout. No error
     reaches the hidden layers.
     """
-    return batch_mean_outer(e, h), e.mean(1)
+    return three_factor(e, h)
 
 
 class _Hebbian(Rule):

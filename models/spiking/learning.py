@@ -182,6 +182,7 @@ class TaskNetwork:
         self.rule_state: State = rule.init(weights, self.generators)
         self.opt_state = optimizer.init(weights)
         self.synapse_rule = getattr(rule, "synapse_model", None) is not None
+        self.feedback_takes_decay = feedback_takes_decay(rule)
 
     # -- construction ------------------------------------------------------------------------
     def _build(self) -> None:
@@ -402,13 +403,11 @@ class TaskNetwork:
         self.log.correct.append(bool(np.argmax(class_rates) == label))
         self.log.t_end.append(float(t / second))
         self.log.rates.append(rates)
-        if self.schedule.phases[k] == "train" and not self.synapse_rule:
+        if self.schedule.phases[k] == "train":
             self._batch.append(([r / scale for r in rates], target / scale))
             if len(self._batch) >= self.lp.batch_trials:
-                self._update()
-        elif self.schedule.phases[k] == "train":
-            self._batch.append(([r / scale for r in rates], target / scale))
-            if len(self._batch) >= self.lp.batch_trials:
+                if not self.synapse_rule:  # a synapse-model rule learns inside the simulation
+                    self._update()
                 self._batch.clear()
                 self.n_updates += 1
                 if self.on_update:
@@ -435,9 +434,9 @@ class TaskNetwork:
                        noise=torch.Generator().manual_seed(self.seed + 7919 + self.n_updates))
 
     def _update(self) -> None:
+        """One weight update from the batch of trials (the bridge step of the module docstring)."""
         full = self.signals(self._batch)
         sig = full.restrict(self.rule.signals)
-        self._batch.clear()
         m = self.rule.credit(self.rule_state, sig)
         grads = self.rule.plasticity(self.rule_state, sig, m)
         steps, self.opt_state = self.optimizer.transform([g for g, _ in grads], self.opt_state)
@@ -454,11 +453,8 @@ class TaskNetwork:
             if self.diverged_step is None:
                 self.diverged_step = self.n_updates
             self.lr = 0.0
-        kw = {"decay": decay} if feedback_takes_decay(self.rule) else {}
+        kw = {"decay": decay} if self.feedback_takes_decay else {}
         self.rule_state = self.rule.feedback(self.rule_state, sig, m, steps, lr, **kw)
-        self.n_updates += 1
-        if self.on_update:
-            self.on_update(self, self.n_updates)
 
     def weights(self) -> list[np.ndarray]:
         """Dense W_l of every plastic projection."""

@@ -104,8 +104,6 @@ class TrainResult:
         return out
 
 
-
-
 class BatchSampler:
     """Per-replica minibatch indices: replica k shuffles the training set each epoch with its
     own generator (seeded by its seed), so its data order does not depend on its neighbours."""
