@@ -18,7 +18,7 @@ import numpy as np
 from jinja2 import Environment, PackageLoader, select_autoescape
 from matplotlib.figure import Figure
 
-from lrsim.errors import LrsimError
+from lrsim.outdir import claim, write_atomic
 
 CLASSIFIER_NAMES = {"linear": "linear (logistic)", "forest": "random forest",
                     "temporal": "temporal conv net"}
@@ -184,10 +184,7 @@ def _jsonable(obj: Any) -> Any:
 def write_report(results: dict[str, Any], out: str | Path) -> Path:
     """Write `out/report.html` (figures embedded) and `out/results.json`; return the page."""
     out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise LrsimError(f"--out {out}: cannot create the report folder ({err})") from None
+    claim(out, "report")  # never overwrites a report.html lrsim did not write
     best = max(results["main"], key=lambda c: results["main"][c]["accuracy_mean"])
     figures = {
         "accuracy": fig_accuracy(results),
@@ -212,7 +209,7 @@ def write_report(results: dict[str, Any], out: str | Path) -> Path:
     html = env.get_template("report.html").render(
         r=results, fig=figures, best=best, names=CLASSIFIER_NAMES)
     page = out / "report.html"
-    page.write_text(html, encoding="utf-8")
-    (out / "results.json").write_text(json.dumps(_jsonable(results), indent=1, sort_keys=True,
-                                                 allow_nan=False), encoding="utf-8")
+    write_atomic(page, html)
+    write_atomic(out / "results.json", json.dumps(_jsonable(results), indent=1, sort_keys=True,
+                                                  allow_nan=False))
     return page

@@ -122,7 +122,7 @@ def test_cli_run_out_writes_one_file_per_replica(tmp_path, capsys):
     out = tmp_path / "deep" / "out"
     assert main(["run", str(exp_file), "--out", str(out), "--quiet"]) == 0
     files = sorted(p.name for p in out.iterdir())
-    assert len(files) == 4 and "experiment.toml" in files
+    assert len(files) == 5 and "experiment.toml" in files and ".lrsim" in files  # + the mark
     assert (out / "experiment.toml").read_text() == exp_file.read_text()
     scan = open_scan(out)
     assert scan.sizes["run"] == 3 and set(scan["seed"].values) == {0, 1, 2}

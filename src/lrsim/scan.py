@@ -50,6 +50,7 @@ import numpy as np
 
 from lrsim.config import Experiment, Replica, load, parse, run_id
 from lrsim.errors import ConfigError, LrsimError
+from lrsim.outdir import RUN_FILE, claim, remove_own_temporaries, write_atomic
 
 RESERVED = ("samples", "max_group")
 DISTRIBUTIONS = ("log_uniform", "uniform", "choice")
@@ -509,9 +510,7 @@ def experiment_digest(exp: Experiment) -> str:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=1))
 
 
 @contextlib.contextmanager
@@ -551,18 +550,17 @@ def _prepare(out: Path, path: Path, exp: Experiment, runs: list[RunSpec],
     elif any(out.glob("*.nc")) and not force:
         raise LrsimError(f"{out} holds run files but no {MANIFEST}; it is not a scan folder "
                          "(use a new --out directory, or --force to adopt it)")
-    for p in out.iterdir():
-        if p.is_file() and ".tmp" in p.name:
-            p.unlink()  # a write cut short by a crash; the lock says no writer is alive
+    # writes cut short by a crash (the lock says no writer is alive): lrsim's own temporary
+    # names only, never a user's file
+    remove_own_temporaries(out)
     ids = {r.run_id for r in runs}
-    stale = [p for p in out.glob("*.nc") if p.stem not in ids]
+    stale = [p for p in out.glob("*.nc") if p.stem not in ids and RUN_FILE.match(p.name)]
     if stale:
         (out / SUPERSEDED).mkdir(exist_ok=True)
         for p in stale:
-            shutil.move(str(p), out / SUPERSEDED / p.name)
-    tmp = out / f"{EXPERIMENT_COPY}.{os.getpid()}.tmp"
-    shutil.copyfile(path, tmp)
-    os.replace(tmp, out / EXPERIMENT_COPY)
+            if not (out / SUPERSEDED / p.name).exists():
+                shutil.move(str(p), out / SUPERSEDED / p.name)
+    write_atomic(out / EXPERIMENT_COPY, path.read_bytes())
     return previous
 
 
@@ -682,9 +680,7 @@ def run_scan(path: Path, out: Path, *, workers: int | None = None,
     group_cap = max_group or scan_spec(exp).max_group or DEFAULT_MAX_GROUP
     if group_cap < 1:
         raise ConfigError(f"--max-group must be >= 1, got {group_cap}")
-    if out.exists() and not out.is_dir():
-        raise LrsimError(f"--out {out} is a file; give a folder for the scan")
-    out.mkdir(parents=True, exist_ok=True)
+    claim(out, "scan")  # refuses a folder holding files lrsim did not write
     summary = ScanSummary(out, len(runs))
     with _locked(out):
         previous = _prepare(out, path, exp, runs, force)

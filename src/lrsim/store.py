@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import uuid
 import warnings
 from pathlib import Path
 from typing import Any, Literal
@@ -31,6 +30,7 @@ import numpy as np
 import xarray as xr
 
 from lrsim.errors import LrsimError
+from lrsim.outdir import temporary_name
 
 ENGINE = "h5netcdf"  # writes (and reads where netCDF4 is missing)
 
@@ -84,7 +84,7 @@ def write_run(ds: xr.Dataset, directory: str | Path) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / f"{rid}{SUFFIX}"
-    tmp = directory / f".{rid}{SUFFIX}{TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp = temporary_name(final)
     out = ds.copy()
     out.attrs = {str(k): netcdf_safe(v) for k, v in ds.attrs.items()}
     for var in out.variables.values():

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from lrsim.errors import LrsimError
+from lrsim.outdir import claim
 
 STUDY = "demo-study.toml"
 
@@ -44,12 +45,13 @@ def run_demo(out: str | Path = "lrsim-demo", *, workers: int | None = None,
     """Scan the demo study into out/store (embedded Dask LocalCluster; resumable), then
     identify the rule into out/report; return the path of report.html."""
     from lrsim.commands.identify import print_summary, run_identify
+    from lrsim.config import load
     from lrsim.scan import run_scan
 
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise LrsimError(f"--out {out} is a file; give a folder")
     path = Path(study) if study else study_file()
+    load(path)  # a bad study file is refused before anything is written
+    claim(out, "demo")  # refuses a folder holding files lrsim did not write
     start = time.perf_counter()
     summary = run_scan(path, out / "store", workers=workers, progress=progress)
     print(summary, flush=True)

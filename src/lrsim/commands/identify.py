@@ -10,7 +10,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from lrsim.errors import ConfigError, LrsimError
+from lrsim.errors import ConfigError
+from lrsim.outdir import check_claim
 
 LABELS = ("rule", "rule_family", "optimizer")
 
@@ -85,8 +86,7 @@ def run_identify(store: str | Path, out: str | Path, *, label: str = "rule",
     if jobs < 1:
         raise ConfigError(f"--jobs must be >= 1 (got {jobs})")
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise LrsimError(f"--out {out} is a file; give a folder for the report")
+    check_claim(out, "report")
     ds = open_store(store)
     test_ds = open_store(test) if test is not None else None
     if test_ds is not None:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 from pathlib import Path
 
 from lrsim.errors import LrsimError
+from lrsim.outdir import check_claim, claim, write_atomic
 
 EXPERIMENT_COPY = "experiment.toml"
 
@@ -66,11 +66,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def check_writable(out: Path) -> None:
-    """Refuse (LrsimError) an output folder that cannot be created or written, creating
-    nothing: DIR must be a writable folder, or not exist under a writable folder."""
+    """Refuse (LrsimError) an output folder lrsim may not write, creating nothing: DIR must not
+    exist under a writable folder, be empty, or be lrsim's own run folder (`lrsim.outdir`); it
+    must be writable."""
+    check_claim(out, "runs")
     if out.exists():
-        if not out.is_dir():
-            raise LrsimError(f"--out '{out}' exists and is not a directory")
         if not os.access(out, os.W_OK | os.X_OK):
             raise LrsimError(f"--out '{out}' is not writable")
         return
@@ -88,12 +88,10 @@ def write_outputs(datasets: list, experiment_file: Path, out: Path) -> list[Path
     written to a temporary name and renamed."""
     from lrsim.store import write_run
 
+    claim(out, "runs")
     try:
-        out.mkdir(parents=True, exist_ok=True)
         written = [write_run(ds, out) for ds in datasets]
-        tmp = out / f".{EXPERIMENT_COPY}.tmp-{os.getpid()}"
-        shutil.copyfile(experiment_file, tmp)
-        os.replace(tmp, out / EXPERIMENT_COPY)
+        write_atomic(out / EXPERIMENT_COPY, experiment_file.read_bytes())
     except OSError as err:
         raise LrsimError(f"--out '{out}': cannot write: {err.strerror or err}") from None
     return written
