@@ -44,6 +44,7 @@ from torch import Tensor
 from lrsim.analysis.stats import check_stats, summary_stats
 from lrsim.config import Experiment, ObserveSpec, Replica
 from lrsim.errors import ConfigError
+from lrsim.metadata import describe
 from lrsim.store import netcdf_safe
 
 OBSERVABLES: tuple[str, ...] = ("weights", "activations", "activity_change")
@@ -132,7 +133,7 @@ def final_datasets(result: Any) -> list[xr.Dataset]:
                          "test_accuracy": ("time", [acc])},
                         coords={"time": [0], "step": ("time", [ctx.exp.train.steps])})
         ds.attrs.update(_result_attrs(result, k, ctx.rule.family))
-        out.append(ds)
+        out.append(describe(ds))
     return out
 
 
@@ -317,5 +318,5 @@ class RateObserver:
             if d is not None:  # keep the trajectory up to the divergence
                 ds = ds.where(ds["step"] < d)
             ds.attrs.update(_result_attrs(result, k, ctx.rule.family))
-            out.append(ds)
+            out.append(describe(ds))
         return out

@@ -22,13 +22,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import xarray as xr
 from scipy import stats
 
 from lrsim.config import parse, replicas
 from lrsim.errors import ConfigError, LrsimError
 from lrsim.experiment import run_experiment
 from lrsim.scan import MANIFEST, expand, plan_jobs, run_scan
+from lrsim.store import read_run
 
 BASE = {"name": "scan-test", "device": "cpu", "seed": 3,
         "task": {"name": "gaussian_mixture", "samples": 400},
@@ -206,8 +206,8 @@ def _reference(run_config: dict) -> dict:
 def _store_values(out: Path) -> dict[str, dict]:
     values = {}
     for p in sorted(out.glob("*.nc")):
-        with xr.open_dataset(p) as ds:
-            values[p.stem] = {"attrs": dict(ds.attrs), "loss": ds["loss"].values.copy()}
+        ds = read_run(p)
+        values[p.stem] = {"attrs": dict(ds.attrs), "loss": ds["loss"].values.copy()}
     return values
 
 

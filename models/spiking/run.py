@@ -168,6 +168,7 @@ def run_replica(exp: Experiment, rep: Replica, replica: int, *, observe: bool = 
     from lrsim.analysis import spike_stats
     from lrsim.analysis.observers import run_attributes, schedule_steps
     from lrsim.analysis.stats import check_stats, summary_stats
+    from lrsim.metadata import describe
     from lrsim.models.spiking.learning import TaskNetwork
     from lrsim.models.spiking.network import configure
     from lrsim.models.tasks import tasks
@@ -339,7 +340,7 @@ def run_replica(exp: Experiment, rep: Replica, replica: int, *, observe: bool = 
                   "trial_ms": float(spec.trial_ms), "wall_s": float(wall),
                   "activation": "lif"})
     ds.attrs.update(attrs)
-    return summary, ds, net
+    return summary, describe(ds), net
 
 
 def run_spiking(exp: Experiment, reps: list[Replica] | None = None, *, observe: bool = True,

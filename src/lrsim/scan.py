@@ -442,11 +442,10 @@ def _record(run: RunSpec, status: str, error: str | None = None,
 
 
 def _file_attrs(out: Path, rid: str) -> dict[str, Any]:
-    import xarray as xr
+    from lrsim.store import read_labels
 
     try:
-        with xr.open_dataset(Path(out) / f"{rid}.nc") as ds:
-            return dict(ds.attrs)
+        return read_labels(Path(out) / f"{rid}.nc")
     except Exception:  # noqa: BLE001 - a file we cannot read still counts as finished
         return {}
 

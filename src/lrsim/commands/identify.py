@@ -57,13 +57,14 @@ def _torch_threads(n: int) -> Iterator[None]:
 
 
 def open_store(path: str | Path) -> Any:
-    """The store at `path` as one Dataset with a `run` dimension (`lrsim.store.open_scan`)."""
+    """The store at `path` as one Dataset with a `run` dimension (`lrsim.store.open_scan`),
+    loaded: identification reads every variable many times (features per view and sweep)."""
     from lrsim.store import open_scan
 
     path = Path(path)
     if not path.is_dir():
         raise ConfigError(f"store '{path}' is not a folder of run files")
-    return open_scan(path)
+    return open_scan(path).load()
 
 
 def run_identify(store: str | Path, out: str | Path, *, label: str = "rule",
