@@ -47,6 +47,18 @@ SWEEP_LABELS = {"units": "units recorded per layer", "noise": "relative measurem
 SWEEP_UNITS = {"units": None, "noise": "× rms", "time_points": None, "fraction": None}
 
 
+class LrsimFigure(Figure):
+    """A matplotlib `Figure` that shows itself as a cell's value in Jupyter (`_repr_png_`),
+    without pyplot or `%matplotlib inline`."""
+
+    def _repr_png_(self) -> bytes:
+        import io
+
+        buf = io.BytesIO()
+        self.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+        return buf.getvalue()
+
+
 # -- reading a store ---------------------------------------------------------------------------
 
 def as_store(ds: xr.Dataset) -> xr.Dataset:
@@ -328,7 +340,7 @@ def trajectories(ds: xr.Dataset, variable: str = "weights", *, stat: str | None 
                           f"({', '.join(map(str, values))})")
     if ax is None:
         w = figsize or (min(4.2 * len(values), 16.0) + 1.6, 3.4)
-        fig = Figure(figsize=w, layout="constrained")
+        fig = LrsimFigure(figsize=w, layout="constrained")
         axes = list(np.atleast_1d(fig.subplots(1, len(values), sharey=True, squeeze=False)[0]))
     else:
         fig, axes = ax.figure, [ax]
@@ -438,7 +450,7 @@ def accuracy_against(values: Any, accuracy: Any = None, error: Any = None, *,
         raise ConfigError(f"values, accuracy and error differ in length "
                           f"({len(x)}, {len(y)}, {len(e)})")
     if ax is None:
-        fig = Figure(figsize=(4.2, 3.2), layout="constrained")
+        fig = LrsimFigure(figsize=(4.2, 3.2), layout="constrained")
         ax = fig.add_subplot()
     else:
         fig = ax.figure
@@ -470,7 +482,7 @@ def sweeps(results: Mapping[str, Any], *, chance: float | None = None,
     keys = [k for k in results if results[k] is not None and len(results[k])]
     if not keys:
         raise ConfigError("sweeps: no sweep to draw")
-    fig = Figure(figsize=(2.6 * len(keys) + 0.8, 2.8), layout="constrained")
+    fig = LrsimFigure(figsize=(2.6 * len(keys) + 0.8, 2.8), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(keys), sharey=True, squeeze=False)[0])
     for a, k in zip(axes, keys):
         accuracy_against(results[k], over=k, chance=chance, target=target, ax=a)
@@ -497,7 +509,7 @@ def confusion(matrix: Any, classes: Sequence[str] | None = None, *, normalize: b
         raise ConfigError(f"confusion: {len(classes)} class names for a {n} x {n} matrix")
     shown = m / np.maximum(m.sum(1, keepdims=True), 1e-300) if normalize else m
     if ax is None:
-        fig = Figure(figsize=(1.6 + 0.55 * n, 1.2 + 0.5 * n), layout="constrained")
+        fig = LrsimFigure(figsize=(1.6 + 0.55 * n, 1.2 + 0.5 * n), layout="constrained")
         ax = fig.add_subplot()
     else:
         fig = ax.figure

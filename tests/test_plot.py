@@ -211,6 +211,7 @@ def test_figures_render_headless_without_pyplot(tmp_path):
         "        lrsim.plot.confusion(np.eye(3), list('abc')),\n"
         "        lrsim.plot.accuracy_against([1, 2], [0.5, 0.6], over='time_points')]\n"
         f"for i, f in enumerate(figs): f.savefig(r'{tmp_path}' + f'/{{i}}.png')\n"
+        "assert all(f._repr_png_()[:4] == b'\\x89PNG' for f in figs)  # shows in Jupyter\n"
         "assert 'matplotlib.pyplot' not in sys.modules\n")
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "MPLCONFIGDIR": str(tmp_path)}
     res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,

@@ -247,11 +247,10 @@ def test_lrsim_scan_runs_spiking_experiments_on_dask_workers(tmp_path):
     done alone in this process (same seed, same spikes); a second scan resumes (skips all)."""
     import json
 
-    import xarray as xr
-
     from lrsim.cli import main
     from lrsim.config import load
     from lrsim.config import replicas as default_replicas
+    from lrsim.store import read_run
 
     tiny = {"target": "numpy", "dt_ms": 0.2, "trial_ms": 40, "settle_ms": 10,
             "train_samples": 3, "eval_samples": 3, "warmup_trials": 5}
@@ -269,15 +268,15 @@ def test_lrsim_scan_runs_spiking_experiments_on_dask_workers(tmp_path):
     assert len(files) == 2
     alone_exp = load(f).model_copy(update={"scan": None})
     for path in files:
-        with xr.open_dataset(path) as ds:
-            assert ds.attrs["substrate"] == "spiking"
-            assert "rate" in ds and "population" in ds.dims
-            seed = int(ds.attrs["seed"])
-            rep = default_replicas(alone_exp.model_copy(update={"seed": seed}))[0]
-            alone = run_experiment(alone_exp.model_copy(update={"seed": seed}), [rep],
-                                   observe=False).summaries[0]
-            assert float(ds.attrs["final_loss"]) == pytest.approx(alone["final_loss"])
-            assert float(ds.attrs["test_accuracy"]) == pytest.approx(alone["test_accuracy"])
+        ds = read_run(path)  # the run as in memory: labels as attributes
+        assert ds.attrs["substrate"] == "spiking"
+        assert "rate" in ds and "population" in ds.dims
+        seed = int(ds.attrs["seed"])
+        rep = default_replicas(alone_exp.model_copy(update={"seed": seed}))[0]
+        alone = run_experiment(alone_exp.model_copy(update={"seed": seed}), [rep],
+                               observe=False).summaries[0]
+        assert float(ds.attrs["final_loss"]) == pytest.approx(alone["final_loss"])
+        assert float(ds.attrs["test_accuracy"]) == pytest.approx(alone["test_accuracy"])
     assert main(["scan", str(f), "--out", str(out), "--workers", "2", "--quiet"]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert {e["status"] for e in manifest["runs"]} == {"ok"}

@@ -218,13 +218,18 @@ def attributes(name: str, substrates: set[str], is_text: bool) -> dict[str, Any]
     return out
 
 
+def with_stat_power(ds: xr.Dataset) -> xr.Dataset:
+    """`ds` with the `stat_power` coordinate on `stat` (files and stores carry it)."""
+    if "stat" not in ds.coords or "stat_power" in ds.coords:
+        return ds
+    return ds.assign_coords(stat_power=("stat", np.asarray(
+        [stat_power(str(s)) for s in ds["stat"].values], dtype=np.int64)))
+
+
 def describe(ds: xr.Dataset) -> xr.Dataset:
-    """`ds` with the table's attributes on every known variable and coordinate, `stat_power`
-    on `stat`, and `Conventions` on the Dataset (a shallow copy; data untouched)."""
+    """`ds` with the table's attributes on every known variable and coordinate and
+    `Conventions` on the Dataset (a shallow copy; data untouched)."""
     ds = ds.copy()
-    if "stat" in ds.coords and "stat_power" not in ds.coords:
-        ds = ds.assign_coords(stat_power=("stat", np.asarray(
-            [stat_power(str(s)) for s in ds["stat"].values], dtype=np.int64)))
     subs = _substrates(ds)
     for name, var in ds.variables.items():
         attrs = attributes(str(name), subs, var.dtype.kind in "OUS")

@@ -104,12 +104,12 @@ def to_file(ds: xr.Dataset) -> xr.Dataset:
     variables' dims, which `open_scan` reads instead of opening the file with xarray).
     """
     from lrsim import __version__
-    from lrsim.metadata import attributes, describe
+    from lrsim.metadata import attributes, describe, with_stat_power
 
     if "run" in ds.dims:
         ds = from_file(ds)
     rid = ds.attrs["run_id"]
-    ds = describe(ds)
+    ds = describe(with_stat_power(ds))
     labels = {str(k): netcdf_safe(v) for k, v in ds.attrs.items() if k not in _FILE_ATTRS}
     index = {d: _json_values(ds[d].values) for d in ds.dims if d in ds.coords}
     coords = {str(c): {"dims": list(ds[c].dims), "values": _json_values(ds[c].values)}
@@ -510,7 +510,7 @@ def open_scan(directory: str | Path, errors: Literal["raise", "report"] = "raise
     """
     from dask.base import tokenize
 
-    from lrsim.metadata import describe
+    from lrsim.metadata import describe, with_stat_power
 
     directory = Path(directory)
     if not directory.is_dir():
@@ -550,7 +550,8 @@ def open_scan(directory: str | Path, errors: Literal["raise", "report"] = "raise
                       f"'{directory}', not read: {', '.join(incomplete)}", stacklevel=2)
     if not metas:
         raise LrsimError(f"open_scan: no run files (*{SUFFIX}) in '{directory}'")
-    combined = describe(_build(metas, chunk_runs, tokenize(str(directory.resolve()), stamps)))
+    combined = _build(metas, chunk_runs, tokenize(str(directory.resolve()), stamps))
+    combined = describe(with_stat_power(combined))
     combined.attrs = {"Conventions": combined.attrs.get("Conventions", ""),
                       "store": str(directory), "unreadable": json.dumps(bad),
                       "incomplete": json.dumps(incomplete)}
