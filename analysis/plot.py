@@ -365,7 +365,9 @@ def trajectories(ds: xr.Dataset, variable: str = "weights", *, stat: str | None 
             mid = summ["center"].values[g]
             n = len(str(summ["members"].values[g]).split(","))
             c = colours[str(name)]
-            a.plot(f, mid, color=c, lw=1.8, label=f"{name} ({n} runs)", gid=f"center:{name}")
+            note = "" if np.isfinite(mid).any() else ", not recorded"
+            a.plot(f, mid, color=c, lw=1.8, label=f"{name} ({n} runs{note})",
+                   gid=f"center:{name}")
             lo, hi = summ["lower"].values[g], summ["upper"].values[g]
             if np.isfinite(lo).any():
                 a.fill_between(f, lo, hi, color=c, alpha=0.2, lw=0, gid=f"band:{name}")

@@ -232,3 +232,13 @@ def test_interactive_figure_names_each_run(synth):
     sel = synth["weights"].sel(stat="abs_mean", layer="layer1", units=0, noise=0.0)
     expected = sel.values[synth["rule"].values == "oja"].mean(0)
     np.testing.assert_allclose(np.asarray(mean.y, float), expected)
+
+
+def test_a_group_without_values_says_so(synth):
+    ds = synth.copy()
+    ds["alignment"] = ds["alignment"].where(ds["rule"] != "backprop")
+    fig = lrsim.plot.trajectories(ds, "alignment", layer="layer1")
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert any(t.startswith("backprop") and "not recorded" in t for t in labels)
+    assert not any(t.startswith("oja") and "not recorded" in t for t in labels)
+    assert isinstance(lrsim.plot.Figure(), lrsim.plot.LrsimFigure)

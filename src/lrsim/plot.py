@@ -3,6 +3,7 @@ protocol, confusion matrices); the code lives in `lrsim.analysis.plot`."""
 
 from lrsim.analysis.plot import (  # noqa: F401
     PROGRESS_LABEL,
+    LrsimFigure,
     accuracy_against,
     as_store,
     confusion,
@@ -14,6 +15,8 @@ from lrsim.analysis.plot import (  # noqa: F401
     trajectory_summary,
 )
 
-__all__ = ["PROGRESS_LABEL", "accuracy_against", "as_store", "confusion",
+Figure = LrsimFigure  # a matplotlib Figure that shows itself in Jupyter
+
+__all__ = ["Figure", "LrsimFigure", "PROGRESS_LABEL", "accuracy_against", "as_store", "confusion",
            "interactive_trajectories", "progress", "sweep_arrays", "sweeps", "trajectories",
            "trajectory_summary"]
