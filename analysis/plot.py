@@ -14,8 +14,8 @@ are put on the union of their time points; a run is read at its own points and l
 interpolated at the others inside its range (NaN outside it), so runs on one schedule are never
 interpolated.
 
-Mean and spread over a group's runs, at each training fraction, over the runs with a finite
-value there (n, in the legend as the most runs seen):
+Mean and spread over a group's runs, at each training fraction, over the n runs with a finite
+value there (the legend gives each group's number of runs; `trajectory_summary` gives n):
 
     mean     (1/n) sum_r x_r                     center="median": the median
     sem      sd / sqrt(n), sd with ddof = 1      (the band mean +/- sem; none where n < 2)
