@@ -345,8 +345,10 @@ class _Block:
 
 
 def _read_block(block: _Block) -> np.ndarray:
-    """Read a chunk: each run's variable from its file (h5py, CF decoding of _FillValue /
-    scale_factor / add_offset), placed at its positions; NaN where a run has no value."""
+    """Read a chunk: each run's variable from its file (h5py), placed at its positions; NaN
+    where a run has no value. Files in the run-file layout hold plain values (xarray stores a
+    float's missing values as NaN, lrsim packs nothing); older files are decoded (_FillValue,
+    scale_factor, add_offset)."""
     import h5py
 
     dtype = np.dtype(block.dtype)
@@ -357,15 +359,17 @@ def _read_block(block: _Block) -> np.ndarray:
         path, run_dim, perm, positions = item
         with h5py.File(path, "r") as fh:
             dset = fh[block.var]
-            a = dset[()]
-            fill = dset.attrs.get("_FillValue")
-            scale, offset = dset.attrs.get("scale_factor"), dset.attrs.get("add_offset")
-        if run_dim:
-            a = a[0]
-        if fill is not None and a.dtype.kind in "fc" and np.isfinite(np.asarray(fill)).all():
-            a = np.where(a == fill, np.nan, a)
-        if scale is not None or offset is not None:
-            a = a * (1 if scale is None else scale) + (0 if offset is None else offset)
+            if run_dim:
+                a = dset[0]
+            else:
+                a = dset[()]
+                fill = dset.attrs.get("_FillValue")
+                scale, offset = dset.attrs.get("scale_factor"), dset.attrs.get("add_offset")
+                if fill is not None and a.dtype.kind in "fc" and \
+                        np.isfinite(np.asarray(fill)).all():
+                    a = np.where(a == fill, np.nan, a)
+                if scale is not None or offset is not None:
+                    a = a * (1 if scale is None else scale) + (0 if offset is None else offset)
         a = np.transpose(a, perm) if perm is not None else a
         out[(i, *np.ix_(*positions))] = a
     return out
