@@ -81,21 +81,23 @@ VARIABLES: dict[str, Meta] = {
                  "Mean firing rate of the population in the window since the previous time "
                  "point.", "Hz"),
     "cv_isi": Meta("coefficient of variation of inter-spike intervals",
-                   "CV of ISI of the population's neurons in the window, averaged over neurons "
-                   "with enough spikes."),
+                   "std / mean of each neuron's inter-spike intervals in the window, averaged "
+                   "over neurons with >= 3 spikes (1 for Poisson firing, 0 for regular)."),
     "fano": Meta("Fano factor of spike counts",
-                 "Variance over mean of the neurons' spike counts in the window's bins."),
+                 "Variance over mean of each neuron's spike counts in 100 ms windows, averaged "
+                 "over active neurons (1 for Poisson firing)."),
     "correlation": Meta("pairwise spike-count correlation",
-                        "Mean Pearson correlation of spike counts between pairs of neurons."),
+                        "Mean over pairs of neurons of the Pearson correlation of their spike "
+                        "counts in 100 ms windows."),
     "synchrony": Meta("synchrony (Golomb-Rinzel chi)",
                       "Golomb-Rinzel chi of the population on 2 ms bins (0 asynchronous, 1 fully "
                       "synchronous)."),
     "ei_balance": Meta("E/I balance index",
-                       "|<I_e + I_i>| / <I_e> of the recorded excitatory neurons' input currents "
-                       "(0 = perfectly balanced)."),
+                       "|<I_e + I_i>| / <I_e> of the recorded neurons' excitatory and inhibitory "
+                       "input currents (0 = perfect cancellation)."),
     "ei_correlation": Meta("E/I input correlation",
-                           "Correlation over time of the population's excitatory and (negated) "
-                           "inhibitory input currents."),
+                           "Pearson correlation over time of the population-averaged excitatory "
+                           "and negated inhibitory input currents."),
     "dale_violations": Meta("Dale's law violations",
                             "Number of plastic weights of the wrong sign at the time point "
                             "(always 0 by construction)."),
