@@ -10,7 +10,8 @@ Dimensions: `time` (measurement points; coordinate `step`, the update count), `l
 `units` (recorded units per layer, 0 = all), `noise` (relative measurement noise), `population`
 (spiking populations), and `run` in a store.
 
-Variables (`VARIABLES`; each with dims, CF `units`, `long_name` and `measurable`):
+Variables (`VARIABLES`; each with dims, role, CF `units`, `long_name`, a description and
+`measurable`; `lrsim.metadata` writes them into a Dataset's attributes):
 
     recorded        weights, activations, activity_change  (time, layer, stat, units, noise);
                     the spiking statistics rate, cv_isi, fano, correlation, synchrony,
@@ -73,50 +74,84 @@ ROLES = ("recorded", "model_internal", "behavioural", "diagnostic")
 
 @dataclass(frozen=True)
 class Variable:
-    """One variable of a run file: its dims, CF units (of the measured quantity; `units_by`
-    where a substrate differs), long name and role (`ROLES`); `measurable` = role recorded."""
+    """One variable of a run file: its dims, role (`ROLES`; `measurable` = role recorded), CF
+    long name, one-sentence description and units (of the recorded quantity; `spiking_units`
+    where spiking runs differ). `lrsim.metadata` writes these into a Dataset's attributes."""
 
     dims: tuple[str, ...]
-    units: str
-    long_name: str
     role: str
-    units_by: dict[str, str] = field(default_factory=dict)
+    long_name: str
+    description: str
+    units: str | None = "1"
+    spiking_units: str | None = None
 
     @property
     def measurable(self) -> bool:
         """Whether an experiment could record it (the identification headline uses only these)."""
         return self.role == "recorded"
 
-    def units_for(self, substrate: str) -> str:
-        return self.units_by.get(substrate, self.units)
+    def units_for(self, substrate: str) -> str | None:
+        return self.spiking_units if substrate == "spiking" and self.spiking_units else self.units
 
 
-_STAT = "statistic of "
+_STAT_NOTE = ("The `stat` coordinate names the statistic; `units` is the unit of the recorded "
+              "quantity x and statistic s has unit x^p, p = stat_power(s) (the `stat_power` "
+              "coordinate).")
+_POP = (TIME, POPULATION)
+
 VARIABLES: dict[str, Variable] = {
-    "weights": Variable(VIEW_DIMS, "1", _STAT + "the recorded units' incoming weights",
-                        "recorded"),
-    "activations": Variable(VIEW_DIMS, "1", _STAT + "the recorded units' activity", "recorded",
-                            {"spiking": "Hz"}),
-    "activity_change": Variable(VIEW_DIMS, "1", _STAT + "the change of the recorded units' "
-                                "activity since the previous time point", "recorded",
-                                {"spiking": "Hz"}),
-    "alignment": Variable((TIME, LAYER), "degree", "angle between feedback B_l and W_l^T",
-                          "model_internal"),
-    "loss": Variable((TIME,), "1", "training loss", "behavioural"),
-    "test_accuracy": Variable((TIME,), "1", "test accuracy", "behavioural"),
-    "rate": Variable((TIME, POPULATION), "Hz", "mean firing rate", "recorded"),
-    "cv_isi": Variable((TIME, POPULATION), "1", "coefficient of variation of interspike "
-                       "intervals", "recorded"),
-    "fano": Variable((TIME, POPULATION), "1", "Fano factor of spike counts", "recorded"),
-    "correlation": Variable((TIME, POPULATION), "1", "mean pairwise spike-count correlation",
-                            "recorded"),
-    "synchrony": Variable((TIME, POPULATION), "1", "population synchrony chi", "recorded"),
-    "ei_balance": Variable((TIME, POPULATION), "1", "E/I balance |<I_e + I_i>| / <I_e> of the "
-                           "recorded input currents", "recorded"),
-    "ei_correlation": Variable((TIME, POPULATION), "1", "correlation over time of the "
-                               "population's excitatory and inhibitory input", "recorded"),
-    "dale_violations": Variable((TIME,), "1", "plastic weights of the wrong sign",
-                                "diagnostic"),
+    "weights": Variable(
+        VIEW_DIMS, "recorded", "statistic of forward weights",
+        "Statistic of the forward weights W_l onto the recorded units of layer l (their incoming "
+        "synapses; spiking runs: 1 = the PSP of w_unit_mv at 100 inputs), after undersampling "
+        "(`units`) and relative measurement noise (`noise`). " + _STAT_NOTE),
+    "activations": Variable(
+        VIEW_DIMS, "recorded", "statistic of activity",
+        "Statistic of the recorded units' activity h_l (rate runs: on a fixed probe batch of "
+        "held-out inputs; spiking runs: trial firing rates in the window since the previous "
+        "time point), after undersampling and measurement noise. " + _STAT_NOTE,
+        spiking_units="Hz"),
+    "activity_change": Variable(
+        VIEW_DIMS, "recorded", "statistic of activity change",
+        "Statistic of h_l(t) - h_l(t_prev), the change of the recorded units' activity since the "
+        "previous time point (NaN at the first). " + _STAT_NOTE, spiking_units="Hz"),
+    "alignment": Variable(
+        (TIME, LAYER), "model_internal", "feedback alignment angle",
+        "angle(B_l, W_l^T) between the feedback matrix carrying the error to layer l-1 and the "
+        "transpose of the forward weights; model-internal (no experiment measures it); NaN "
+        "where the rule has no feedback matrix.", "degree"),
+    "loss": Variable(
+        (TIME,), "behavioural", "training loss",
+        "Training loss at the time point (rate: on the first 128 training samples; spiking: "
+        "mean readout error 0.5 sum_c ((r_c - r*_c) / rate_scale)^2 over the window's trials); "
+        "a behavioural (control) curve, not a neural recording."),
+    "test_accuracy": Variable(
+        (TIME,), "behavioural", "test accuracy",
+        "Fraction of test inputs classified correctly at the time point (rate: the first 256 "
+        "test samples; spiking: the test block, first and last time point only; NaN for "
+        "regression); a behavioural (control) curve, not a neural recording."),
+    "rate": Variable(_POP, "recorded", "population firing rate",
+                     "Mean firing rate of the population in the window since the previous time "
+                     "point.", "Hz"),
+    "cv_isi": Variable(_POP, "recorded", "coefficient of variation of inter-spike intervals",
+                       "CV of ISI of the population's neurons in the window, averaged over "
+                       "neurons with enough spikes."),
+    "fano": Variable(_POP, "recorded", "Fano factor of spike counts",
+                     "Variance over mean of the neurons' spike counts in the window's bins."),
+    "correlation": Variable(_POP, "recorded", "pairwise spike-count correlation",
+                            "Mean Pearson correlation of spike counts between pairs of neurons."),
+    "synchrony": Variable(_POP, "recorded", "synchrony (Golomb-Rinzel chi)",
+                          "Golomb-Rinzel chi of the population on 2 ms bins (0 asynchronous, 1 "
+                          "fully synchronous)."),
+    "ei_balance": Variable(_POP, "recorded", "E/I balance index",
+                           "|<I_e + I_i>| / <I_e> of the recorded excitatory neurons' input "
+                           "currents (0 = perfectly balanced)."),
+    "ei_correlation": Variable(_POP, "recorded", "E/I input correlation",
+                               "Correlation over time of the population's excitatory and "
+                               "(negated) inhibitory input currents."),
+    "dale_violations": Variable((TIME,), "diagnostic", "Dale's law violations",
+                                "Number of plastic weights of the wrong sign at the time point "
+                                "(always 0 by construction); a check of the simulation."),
 }
 
 
@@ -127,12 +162,14 @@ def is_measurable(name: str) -> bool:
 
 
 def variable_attrs(name: str, substrate: str = "rate") -> dict[str, str | int]:
-    """The CF attributes of variable `name` in a run file of `substrate` ({} if unknown)."""
+    """The attributes of variable `name` in a run file of `substrate` ({} if unknown): CF
+    `units` and `long_name`, `role`, and `measurable` (1 / 0)."""
     var = VARIABLES.get(name)
     if var is None:
         return {}
-    return {"units": var.units_for(substrate), "long_name": var.long_name,
-            "measurable": int(var.measurable), "role": var.role}
+    units = var.units_for(substrate)
+    return {**({"units": units} if units is not None else {}), "long_name": var.long_name,
+            "role": var.role, "measurable": int(var.measurable)}
 
 
 def check_stats(stats: Sequence[str] | None) -> list[str]:
