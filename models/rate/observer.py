@@ -23,6 +23,7 @@ step are NaN.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -153,9 +154,15 @@ class RateObserver:
         """Measure every observable at `step` for all K replicas."""
         t = self._index[step]
         net = ctx.net
-        n_pr, n_te, n_test = self._parts
         every = net.activity(self._inputs)
-        posts = [h[:, :n_pr] for h in every]
+        self._add_views(net, [h[:, :self._parts[0]] for h in every])
+        self._views.summarise(t)
+        self._alignment[:, t] = alignment_angles(ctx.rule, ctx.rule_state, net.weights,
+                                                 net.layers).numpy()
+        self._behaviour(t, ctx, every[-1])
+
+    def _add_views(self, net: Any, posts: list[Tensor]) -> None:
+        """The weight and probe-activity views of every layer and unit count."""
         activity = "activations" in self.observables or "activity_change" in self.observables
         for l in range(self.L):
             for v, idx in enumerate(self._unit_idx[l]):
@@ -177,10 +184,10 @@ class RateObserver:
                     if before is not None:
                         self._views.add("activity_change", l, v, seen - before)
                     self._previous[(l, v)] = seen
-        self._views.summarise(t)
-        self._alignment[:, t] = alignment_angles(ctx.rule, ctx.rule_state, net.weights,
-                                                 net.layers).numpy()
-        out = every[-1]
+
+    def _behaviour(self, t: int, ctx: TrainContext, out: Tensor) -> None:
+        """Loss on the training samples and accuracy on the test samples of the probe batch."""
+        _, n_te, n_test = self._parts
         loss, _ = loss_and_error(out[:, n_test:], self._y_train, ctx.task.loss)
         self._loss[:, t] = loss.cpu().numpy()
         if self._labels is not None:

@@ -193,12 +193,29 @@ class TaskNetwork:
 
     # -- construction ------------------------------------------------------------------------
     def _build(self) -> None:
-        p, lp = self.p, self.lp
+        """The Brian2 network: input, hidden E/I layers, readout, plastic projections, the
+        readout's inhibition, monitors and the learning bridge (random draws in this order)."""
+        lp = self.lp
         b2.seed(self.seed)
         rng = np.random.default_rng([self.seed, 29])
-        period = lp.trial
         gate = "(t - trial_period * floor(t / trial_period)) >= settle"
-        ns_gate = {"trial_period": period, "settle": lp.settle}
+        ns_gate = {"trial_period": lp.trial, "settle": lp.settle}
+        objects: list = []
+        static: list = []
+        self._build_input(gate, ns_gate, objects)
+        self._build_hidden(rng, gate, ns_gate, objects, static)
+        readout = self._build_readout(rng, gate, ns_gate, objects, static)
+        self._build_projections(rng, objects, static)
+        self._build_readout_inhibition(rng, readout, static)
+        self._build_monitors()
+        operation = b2.NetworkOperation(self._end_of_trial, dt=lp.trial, when="start",
+                                        name="learning_bridge")
+        self.network = b2.Network(*objects, *static, *self.spike_monitors.values(),
+                                  *self.current_monitors.values(), operation)
+
+    def _build_input(self, gate: str, ns_gate: dict, objects: list) -> None:
+        """Poisson input neurons, rate = input_rate x the trial's stimulus pixel."""
+        lp = self.lp
         stim = b2.TimedArray(self.schedule.stimuli, dt=lp.trial, name="stimulus")
         n_in = self.sizes[0]
         inp = b2.NeuronGroup(
@@ -207,9 +224,13 @@ class TaskNetwork:
             namespace={"input_rate": lp.input_rate, "stimulus": stim, **ns_gate},
             name="input")
         self.populations: list[Population] = [Population("input", inp, n_in)]
+        objects.append(inp)
+
+    def _build_hidden(self, rng: np.random.Generator, gate: str, ns_gate: dict,
+                      objects: list, static: list) -> None:
+        """The balanced E/I hidden layers with their recurrent synapses and external drive."""
+        p, lp = self.p, self.lp
         self.inhibitory: list[b2.NeuronGroup] = []
-        objects: list = [inp]
-        static: list = []
         self.istdp_synapses: list[b2.Synapses] = []
         self.hidden_params: list[NetworkParams] = []
         for h, n_e in enumerate(self.sizes[1:], start=1):
@@ -239,13 +260,24 @@ class TaskNetwork:
             for grp in (exc, inh):
                 static.append(b2.PoissonInput(grp, "I_e", N=hp.n_external, rate=hp.nu_ext,
                                               weight=hp.jump_e))
-        n_out = self.n_classes * lp.readout_pool
+
+    def _build_readout(self, rng: np.random.Generator, gate: str, ns_gate: dict,
+                       objects: list, static: list) -> b2.NeuronGroup:
+        """The readout: `readout_pool` LIF neurons per class with external drive."""
+        p = self.p
+        n_out = self.n_classes * self.lp.readout_pool
         readout = lif_group(n_out, p, "readout", counter=gate, rng=rng, extra_namespace=ns_gate)
         self.populations.append(Population("readout", readout, n_out))
         objects.append(readout)
         static.append(b2.PoissonInput(readout, "I_e", N=p.n_external, rate=p.nu_ext,
                                       weight=p.jump_e))
-        # plastic feedforward projections E_{l-1} -> E_l, static feedforward inhibition
+        return readout
+
+    def _build_projections(self, rng: np.random.Generator, objects: list,
+                           static: list) -> None:
+        """Plastic feedforward projections E_{l-1} -> E_l (with the rule's synapse equations
+        where it declares them) and static feedforward inhibition E_{l-1} -> I_l."""
+        p, lp = self.p, self.lp
         self.projections: list[Projection] = []
         spec = self.rule.synapse_model(w_max=lp.w_max, lr=self.lr)
         self.synapse_rule = spec is not None  # the rule learns inside the simulation
@@ -276,29 +308,37 @@ class TaskNetwork:
                 static.append(static_synapses(pre.group, inh, ipairs, "I_e",
                                               lp.w_init * jump_unit, p.delay,
                                               f"ffi{l}"))
-        if self.inhibitory:  # the readout's inhibition from the last hidden I population
-            inh = self.inhibitory[-1]
-            hp = self.hidden_params[-1]
-            pairs = bernoulli_pairs(len(inh), n_out, hp.epsilon, rng)
-            if lp.istdp and lp.readout_istdp:
-                syn = self._istdp(inh, readout, pairs, hp, "readout_inh",
-                                  rate=self.mean_target_rate(), w0=self.readout_inhibition(),
-                                  eta=lp.readout_istdp_eta)
-                self.istdp_synapses.append(syn)
-                static.append(syn)
-            else:
-                static.append(static_synapses(inh, readout, pairs, "I_i",
-                                              self.readout_inhibition() * hp.jump_i, p.delay,
-                                              "readout_inh"))
-        # monitors: spikes of every population, currents of the hidden E populations
+
+    def _build_readout_inhibition(self, rng: np.random.Generator, readout: b2.NeuronGroup,
+                                  static: list) -> None:
+        """The readout's inhibition from the last hidden I population (plastic towards the
+        mean target rate with `readout_istdp`)."""
+        if not self.inhibitory:
+            return
+        p, lp = self.p, self.lp
+        inh = self.inhibitory[-1]
+        hp = self.hidden_params[-1]
+        pairs = bernoulli_pairs(len(inh), len(readout), hp.epsilon, rng)
+        if lp.istdp and lp.readout_istdp:
+            syn = self._istdp(inh, readout, pairs, hp, "readout_inh",
+                              rate=self.mean_target_rate(), w0=self.readout_inhibition(),
+                              eta=lp.readout_istdp_eta)
+            self.istdp_synapses.append(syn)
+            static.append(syn)
+        else:
+            static.append(static_synapses(inh, readout, pairs, "I_i",
+                                          self.readout_inhibition() * hp.jump_i, p.delay,
+                                          "readout_inh"))
+
+    def _build_monitors(self) -> None:
+        """Spikes of every population (but the input), currents of the hidden E populations."""
+        lp = self.lp
         self.spike_monitors: dict[str, b2.SpikeMonitor] = {}
         self.current_monitors: dict[str, b2.StateMonitor] = {}
         self.population_sizes: dict[str, int] = {}
-        pops = [(ly.name if ly.name != "input" else "input", ly.group) for ly in self.populations]
+        pops = [(ly.name, ly.group) for ly in self.populations[1:]]
         pops += [(f"layer{h}_inh", g) for h, g in enumerate(self.inhibitory, start=1)]
         for name, grp in pops:
-            if name == "input":
-                continue
             n_rec = min(len(grp), lp.record_spikes)
             key = name if name.endswith("_inh") or name == "readout" else f"{name}_exc"
             self.spike_monitors[key] = b2.SpikeMonitor(grp[:n_rec], name=f"spikes_{key}")
@@ -309,10 +349,6 @@ class TaskNetwork:
                     ly.group, ["I_e", "I_i"],
                     record=np.arange(min(ly.n, lp.record_currents)), dt=lp.current_dt,
                     name=f"currents_layer{h}")
-        operation = b2.NetworkOperation(self._end_of_trial, dt=lp.trial, when="start",
-                                        name="learning_bridge")
-        self.network = b2.Network(*objects, *static, *self.spike_monitors.values(),
-                                  *self.current_monitors.values(), operation)
 
     def mean_target_rate(self) -> Quantity:
         """The readout's mean target rate over classes, (r_target + (C - 1) r_rest) / C: the

@@ -135,10 +135,35 @@ class SpikingObserver:
         return population_statistics(spikes, net.population_sizes, currents, windows)
 
     # -- the run file ---------------------------------------------------------------------------
-    def views(self, exp: Experiment, seed: int, net: Any, blocks: Blocks, n_warm: int,
-              n_eval0: int) -> tuple[ViewStatistics, np.ndarray, np.ndarray]:
-        """Statistics of the weight and rate views at every time point, loss and accuracy."""
-        stat_names = check_stats(exp.observe.stats)
+    def trial_windows(self, n_warm: int, n_eval0: int) -> list[tuple[int, int]]:
+        """Per time point, the trials [k0, k1) its activity is measured on: the initial
+        evaluation block first, then the training trials since the previous time point."""
+        edges = [0] + [self.trial[s] for s in self.seen]
+        edges[1] = max(edges[1], n_eval0)
+        return [(n_warm, n_eval0) if ti == 0 else (edges[ti], edges[ti + 1])
+                for ti in range(len(self.seen))]
+
+    @staticmethod
+    def behaviour(blocks: Blocks, windows: list[tuple[int, int]], n_eval0: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """loss per time point (the initial evaluation block's, then the window's trials) and
+        test accuracy (first and last time point)."""
+        n = len(windows)
+        loss_t, acc_t = np.full(n, np.nan), np.full(n, np.nan)
+        for ti, (k0, k1) in enumerate(windows):
+            if ti == 0:
+                sel = blocks.phases[:n_eval0] == "eval_train_0"
+                loss_t[0] = float(blocks.losses[:n_eval0][sel].mean()) if sel.any() else np.nan
+                acc_t[0] = blocks.initial_accuracy
+            elif k1 > k0:
+                loss_t[ti] = float(blocks.losses[k0:k1].mean())
+        if n:
+            acc_t[-1] = blocks.final_accuracy
+        return loss_t, acc_t
+
+    def views(self, exp: Experiment, seed: int, net: Any,
+              windows: list[tuple[int, int]]) -> ViewStatistics:
+        """Statistics of the weight and rate views of every layer at every time point."""
         units, noise = list(exp.observe.units), [float(s) for s in exp.observe.noise]
         widths = [pr.n_post for pr in net.projections]
         check_units(units, widths[:-1])
@@ -149,55 +174,44 @@ class SpikingObserver:
                 return torch.from_numpy(rng.standard_normal(x.shape[0]))[None]
             return measure(torch.from_numpy(x)[None], noise, draw)
 
-        unit_idx = []
+        unit_idx = []  # per layer and view: the recorded units, in index order
         for l, n_l in enumerate(widths):
             order = unit_order(seed, l, n_l)
-            unit_idx.append([np.arange(n_l) if recorded(order, u) is None
-                             else np.sort(recorded(order, u)) for u in units])
-        steps = self.seen
-        T, L = len(steps), len(widths)
-        stats = ViewStatistics(OBSERVABLES, 1, T, L, stat_names, len(units), len(noise))
+            picks = [recorded(order, u) for u in units]
+            unit_idx.append([np.arange(n_l) if i is None else np.sort(i) for i in picks])
+        stats = ViewStatistics(OBSERVABLES, 1, len(windows), len(widths),
+                               check_stats(exp.observe.stats), len(units), len(noise))
         rates = net.log.rates  # per trial, per layer rate arrays (Hz)
-        trial_edges = [0] + [self.trial[s] for s in steps]
-        trial_edges[1] = max(trial_edges[1], n_eval0)
-        loss_t, acc_t = np.full(T, np.nan), np.full(T, np.nan)
         previous: dict[tuple[int, int], torch.Tensor] = {}
-        for ti, s in enumerate(steps):
-            k0, k1 = (n_warm, n_eval0) if ti == 0 else (trial_edges[ti], trial_edges[ti + 1])
-            if ti == 0:
-                sel = blocks.phases[:n_eval0] == "eval_train_0"
-                loss_t[0] = float(blocks.losses[:n_eval0][sel].mean()) if sel.any() else np.nan
-                acc_t[0] = blocks.initial_accuracy
-            elif k1 > k0:
-                loss_t[ti] = float(blocks.losses[k0:k1].mean())
-            if ti == T - 1:
-                acc_t[ti] = blocks.final_accuracy
-            for l in range(L):
+        # each view is summarised on its own (`summarise` after every `add`): summary_stats
+        # picks its numeric path per call, so this keeps every statistic what it was when this
+        # adapter measured view by view
+        for ti, ((k0, k1), s) in enumerate(zip(windows, self.seen)):
+            for l, n_l in enumerate(widths):
                 w = self.weights[s][l]
                 r = np.stack([rates[k][l + 1] for k in range(k0, k1)]) if k1 > k0 \
-                    else np.zeros((0, widths[l]))
-                # each view summarised on its own (`summarise` after every `add`):
-                # summary_stats picks its numeric path per call, so this keeps every
-                # statistic exactly what it was when this adapter measured view by view
+                    else np.zeros((0, n_l))
                 for v, idx in enumerate(unit_idx[l]):
                     stats.add("weights", l, v, measure_np(w[idx].ravel()))
                     stats.summarise(ti)
-                    if len(r):
-                        stats.add("activations", l, v, measure_np(r[:, idx].ravel()))
+                    if not len(r):
+                        continue
+                    stats.add("activations", l, v, measure_np(r[:, idx].ravel()))
+                    stats.summarise(ti)
+                    mean_rate = measure_np(r[:, idx].mean(0))
+                    if (l, v) in previous:
+                        stats.add("activity_change", l, v, mean_rate - previous[(l, v)])
                         stats.summarise(ti)
-                        mean_rate = measure_np(r[:, idx].mean(0))
-                        before = previous.get((l, v))
-                        if before is not None:
-                            stats.add("activity_change", l, v, mean_rate - before)
-                            stats.summarise(ti)
-                        previous[(l, v)] = mean_rate
-        return stats, loss_t, acc_t
+                    previous[(l, v)] = mean_rate
+        return stats
 
     def dataset(self, exp: Experiment, rep: Replica, replica: int, net: Any, blocks: Blocks,
                 spk: dict[str, np.ndarray], n_warm: int, n_eval0: int, status: str,
                 extra_attrs: dict[str, Any]) -> xr.Dataset:
         """The run's Dataset in the trajectory format plus the spiking statistics."""
-        stats, loss_t, acc_t = self.views(exp, rep.seed, net, blocks, n_warm, n_eval0)
+        windows = self.trial_windows(n_warm, n_eval0)
+        stats = self.views(exp, rep.seed, net, windows)
+        loss_t, acc_t = self.behaviour(blocks, windows, n_eval0)
         steps = self.seen
         extra: dict[str, Any] = {v: (("time", "population"), a) for v, a in spk.items()}
         extra["dale_violations"] = ("time", np.asarray([self.dale[s] for s in steps]))
