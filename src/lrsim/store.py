@@ -34,6 +34,7 @@ import xarray as xr
 from lrsim.contract import netcdf_safe
 from lrsim.errors import LrsimError
 from lrsim.outdir import temporary_name
+from lrsim.version import __version__
 
 ENGINE = "h5netcdf"  # writes (and reads where netCDF4 is missing)
 
@@ -89,7 +90,6 @@ def to_file(ds: xr.Dataset) -> xr.Dataset:
     `title`, `source`, `run_id` and `lrsim_index` (JSON of the labels, coordinates and
     variables' dims, which `open_scan` reads instead of opening the file with xarray).
     """
-    from lrsim import __version__
     from lrsim.metadata import attributes, describe, with_stat_power
 
     if "run" in ds.dims:
