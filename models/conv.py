@@ -1,51 +1,69 @@
-"""Batched 2-D convolution for K replicas at once: grouped convolution, the replica as group.
+"""The convolutional layer kind, batched over K replicas: grouped convolution, replica = group.
 
-Layer l of replica k computes, per sample n, output channel o and position p,
+Layer l of replica k computes, per sample n, output channel o and output position p,
 
-    z[k, n, o, p] = b[k, o] + sum_{c, u} W[k, o, c, u] x[k, n, c, s p + u - pad]
+    a[k, n, o, p] = b[k, o] + sum_{c, u} W[k, o, c, u] x[k, n, c, s p + u - pad]
+    z = pool(a)                        (optional `pool` x `pool` max or avg pooling, stride pool)
 
-(kernel offsets u, stride s, zero padding pad). The K networks run as one convolution with
-`groups = K`: the input is laid out (N, K*C_in, H, W), the weights (K*C_out, C_in, kh, kw), so
-group k sees only replica k's channels and kernels and the K nets stay independent (replica k in
-a batch computes exactly what it computes alone). No Python loop runs over replicas.
+(kernel offsets u, stride s, zero padding pad); the network applies h = f(z) after. Pooling
+acts on z, before the activation: for max pooling and a non-decreasing f (relu, tanh, sigmoid,
+linear) f(maxpool(a)) = maxpool(f(a)), so this is the usual conv -> f -> pool layer; average
+pooling gives conv -> avgpool -> f. The K networks run as one convolution with `groups = K`:
+input (N, K*C_in, H, W), kernels (K*C_out, C_in, kh, kw), so group k sees only replica k's
+channels and kernels, and replica k in a batch computes what it computes alone. No Python loop
+runs over replicas.
 
-The three operations a learning rule needs, for any credit m = dL/dz (K, N, C_out, H', W'):
+Tensors. Weights are stored as matrices W (K, C_out, C_in*kh*kw) (the kernel of output channel
+o is row o; a free view of the 4-D kernel), so per-replica scalars (K, 1, 1), optimizers and
+every rule treat them like dense weights. Activity is (K, N, C, H, W), replica first; the last
+conv layer before a dense layer returns it flat, (K, N, C*H*W), channel-major (`flatten`).
+Inputs of any shape that reshapes to (K, N, C_in, H, W) are accepted (flat images included).
+Activity this module returns is a view of (N, H, W, K, C) storage, channels-last (oneDNN's fast
+layout for small groups on CPU: 2-4x faster convolution and pooling than (N, K*C, H, W),
+measured in benchmarks/bench_conv.py's development), so chained layers hand activity on without
+copies.
 
-    forward         z = conv(x, W) + b
-    send_back       g = conv^T(m, B): the credit carried back to the input through a feedback
-                    kernel B of W's shape: g[k,n,c,q] = sum_{o,u} B[k,o,c,u] m[k,n,o,(q-u+pad)/s]
-                    (B = W: backpropagation, the input gradient; B fixed random: feedback
-                    alignment (Lillicrap et al. 2016, Nature Communications))
-    weight_gradient gW[k,o,c,u] = (1/N) sum_{n,p} m[k,n,o,p] x[k,n,c,s p+u-pad],
-                    gb[k,o] = (1/N) sum_{n,p} m[k,n,o,p]  (the batch mean, like the dense
-                    three-factor term m^T x / N)
+The layer interface (`lrsim.layers.Layer`), for a credit m = dL/dz:
 
-Pooling (max or average over non-overlapping `size` x `size` windows, floor mode) and flatten
-are fixed maps with their own send-back (the transposed map: a max window routes the credit to
-its arg-max, an average window spreads it as 1/size^2).
+    send_back(m, B)          conv^T(P^T m, B): m carried to the input through a feedback kernel
+                             B of W's shape (the kernel's own convention: as_feedback(W) = W),
+                             P^T the pooling's transpose; B = W gives dL/dx (backpropagation)
+    weight_gradient(m, x)    gW[k,o,c,u] = (1/N) sum_{n,p} (P^T m)[k,n,o,p] x[k,n,c,s p+u-pad],
+                             gb[k,o] = (1/N) sum_{n,p} (P^T m)[k,n,o,p]: the batch mean, summed
+                             over positions (the dense three-factor term with weight sharing)
+    feedback_gradient(x, y)  the same correlation of an input-side x and an output-side y, the
+                             Hebbian term of a feedback kernel
+    mix(x, M)                channels mixed by a square (K, C, C) matrix at every position
+                             (a 1x1 convolution)
+    broadcast(e, D)          a vector e (K, N, n) spread over the channels by D (K, C, n), the
+                             same value at every position (feedback shared like the kernel)
+    random_feedback(W)       B ~ N(0, 1/(C_in kh kw)) per replica from its own generator
 
-Layout: activity is (K, N, C, H, W), replica first like the dense substrate's (K, N, n). Tensors
-this module returns are views of (N, K, C, H, W) storage, the grouped-convolution layout, so
-chained layers pass activity on without copies; elementwise operations (f(z), f'(z) * g) keep
-that layout. Weights and feedback kernels are (K, C_out, C_in, kh, kw), contiguous.
+P^T, the transpose of pooling: average pooling spreads a window's credit as 1/pool^2; max
+pooling routes it to the window's arg-max, taken from this layer's most recent `forward` (the
+one that produced the output-side tensor; the learning step calls forward, then credit and
+plasticity, and a rule's feedback phase calls forward again before it uses the result).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 POOL_KINDS = ("max", "avg")
+CL = torch.channels_last
 
 
 def to_groups(x: Tensor) -> Tensor:
-    """(K, N, C, H, W) -> (N, K*C, H, W), free when x is a view of (N, K, C, H, W) storage."""
+    """(K, N, C, H, W) -> (N, K*C, H, W) in channels-last memory order (N, H, W, K*C); free when
+    x is already a view of such storage (what this module returns)."""
     k, n, c, h, w = x.shape
-    return x.transpose(0, 1).reshape(n, k * c, h, w)
+    return x.transpose(0, 1).reshape(n, k * c, h, w).contiguous(memory_format=CL)
 
 
 def from_groups(y: Tensor, k: int) -> Tensor:
@@ -59,141 +77,168 @@ def conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
     return (size + 2 * padding - kernel) // stride + 1
 
 
-@dataclass(frozen=True)
 class Conv2d:
-    """One convolutional layer of K replicas: `c_in` -> `c_out` channels, square `kernel`,
-    `stride`, zero `padding`, on inputs of spatial size `in_hw`."""
+    """The convolutional layer kind: `c_in` -> `c_out` channels, square `kernel`, `stride`, zero
+    `padding`, on inputs of spatial size `in_hw`; optional `pool` x `pool` pooling of kind
+    `pool_type`; `flatten` returns activity flat (for a dense layer after it). One object per
+    layer (it holds the geometry and the arg-max of its latest max-pooling forward)."""
 
-    c_in: int
-    c_out: int
-    in_hw: tuple[int, int]
-    kernel: int = 3
-    stride: int = 1
-    padding: int = 1
+    kind: ClassVar[str] = "conv"
 
-    def __post_init__(self) -> None:
-        h, w = self.out_hw
-        if h < 1 or w < 1:
-            raise ValueError(f"a {self.kernel}x{self.kernel} convolution with stride "
-                             f"{self.stride}, padding {self.padding} does not fit an input of "
-                             f"{self.in_hw[0]}x{self.in_hw[1]}")
+    def __init__(self, c_in: int, c_out: int, in_hw: tuple[int, int], kernel: int = 3,
+                 stride: int = 1, padding: int = 1, pool: int = 1, pool_type: str = "max",
+                 flatten: bool = False):
+        if pool_type not in POOL_KINDS:
+            raise ValueError(f"unknown pool type '{pool_type}'; known: {', '.join(POOL_KINDS)}")
+        self.c_in, self.c_out, self.in_hw = int(c_in), int(c_out), tuple(in_hw)
+        self.kernel, self.stride, self.padding = int(kernel), int(stride), int(padding)
+        self.pool, self.pool_type, self.flatten = int(pool), pool_type, bool(flatten)
+        self.conv_hw = tuple(conv_out(s, self.kernel, self.stride, self.padding)
+                             for s in self.in_hw)
+        if min(self.conv_hw) < 1:
+            raise ValueError(f"a {kernel}x{kernel} convolution with stride {stride}, padding "
+                             f"{padding} does not fit an input of {in_hw[0]}x{in_hw[1]}")
+        self.out_hw = tuple(s // self.pool for s in self.conv_hw)
+        if min(self.out_hw) < 1:
+            raise ValueError(f"pool {pool} leaves no positions of the {self.conv_hw[0]}x"
+                             f"{self.conv_hw[1]} convolution output")
+        self._argmax: Tensor | None = None
 
-    @property
-    def out_hw(self) -> tuple[int, int]:
-        return tuple(conv_out(s, self.kernel, self.stride, self.padding)
-                     for s in self.in_hw)  # type: ignore[return-value]
+    def __repr__(self) -> str:
+        pool = f", pool={self.pool} {self.pool_type}" if self.pool > 1 else ""
+        return (f"Conv2d({self.c_in}->{self.c_out}, {self.in_hw[0]}x{self.in_hw[1]}, "
+                f"k={self.kernel}, s={self.stride}, p={self.padding}{pool})")
 
+    # -- shapes -------------------------------------------------------------------------------
     @property
     def fan_in(self) -> int:
         return self.c_in * self.kernel * self.kernel
 
-    def weight_shape(self, k: int) -> tuple[int, ...]:
-        """W (and a feedback kernel B): (K, C_out, C_in, kh, kw)."""
-        return (k, self.c_out, self.c_in, self.kernel, self.kernel)
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        """The shape of one output sample: (C_out, H', W'), or (C_out H' W',) when flat."""
+        shape = (self.c_out, *self.out_hw)
+        return (math.prod(shape),) if self.flatten else shape
 
-    def init_weights(self, generators: list[torch.Generator], scale: Tensor | float = 1.0,
-                     dtype: torch.dtype = torch.float32,
-                     device: str | torch.device = "cpu") -> Tensor:
-        """W ~ N(0, scale_k^2 / fan_in) per replica from its own generator (He et al. 2015 with
-        scale = sqrt 2 for relu), fan_in = C_in kh kw."""
-        k = len(generators)
-        w = torch.stack([torch.randn(self.weight_shape(1)[1:], generator=g, dtype=torch.float64)
-                         for g in generators])
-        s = torch.as_tensor(scale, dtype=torch.float64).expand(k)
-        w = w * (s / math.sqrt(self.fan_in)).view(-1, 1, 1, 1, 1)
-        return w.to(dtype=dtype, device=device)
+    def weight_shape(self, k: int) -> tuple[int, int, int]:
+        """W and a feedback kernel B: (K, C_out, C_in*kh*kw)."""
+        return (k, self.c_out, self.fan_in)
 
+    def units(self, w: Tensor) -> int:
+        """The output channels (what `mix` and `broadcast` act on)."""
+        return self.c_out
+
+    def input_shape(self, w: Tensor) -> tuple[int, ...]:
+        return (self.c_in, *self.in_hw)
+
+    def _kernels(self, w: Tensor) -> Tensor:
+        """(K, C_out, C_in kh kw) -> (K*C_out, C_in, kh, kw), channels-last (a small copy)."""
+        return w.reshape(-1, self.c_in, self.kernel, self.kernel).contiguous(memory_format=CL)
+
+    def _image(self, x: Tensor, c: int, hw: tuple[int, ...]) -> Tensor:
+        return x.reshape(x.shape[0], x.shape[1], c, *hw)
+
+    def _out(self, z: Tensor) -> Tensor:
+        return z.reshape(*z.shape[:2], -1) if self.flatten else z
+
+    # -- the layer interface ------------------------------------------------------------------
     def forward(self, x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
-        """z = conv(x, W) + b: x (K, N, C_in, H, W), W (K, C_out, C_in, kh, kw), b (K, C_out)
-        -> z (K, N, C_out, H', W')."""
+        """z = pool(conv(x, W) + b): x (K, N, C_in, H, W) (or flat), W (K, C_out, C_in kh kw),
+        b (K, C_out) -> (K, N, C_out, H', W') (flat with `flatten`)."""
         k = w.shape[0]
-        z = F.conv2d(to_groups(x), w.reshape(-1, *w.shape[2:]),
-                     None if b is None else b.reshape(-1), self.stride, self.padding, 1, k)
-        return from_groups(z, k)
+        xg = to_groups(self._image(x, self.c_in, self.in_hw))
+        a = F.conv2d(xg, self._kernels(w), None if b is None else b.reshape(-1),
+                     self.stride, self.padding, 1, k)
+        if self.pool > 1:
+            if self.pool_type == "max":
+                a, self._argmax = F.max_pool2d(a, self.pool, return_indices=True)
+            else:
+                a = F.avg_pool2d(a, self.pool)
+        return self._out(from_groups(a, k))
+
+    def _unpool(self, m: Tensor) -> Tensor:
+        """P^T m in the grouped layout: (K, N, C_out, H', W') or flat -> (N, K*C_out, Hc, Wc)."""
+        k, n = m.shape[:2]
+        mg = to_groups(self._image(m, self.c_out, self.out_hw))
+        if self.pool == 1:
+            return mg
+        s = (self.pool, self.pool)
+        like = torch.empty((n, k * self.c_out, *self.conv_hw), dtype=m.dtype, device=m.device,
+                           memory_format=CL)  # only its shape and layout are read
+        if self.pool_type == "avg":
+            return torch.ops.aten.avg_pool2d_backward(mg, like, s, s, (0, 0), False, True, None)
+        if self._argmax is None or self._argmax.shape != mg.shape:
+            raise RuntimeError(f"{self!r}: max pooling has no forward of a batch of shape "
+                               f"{tuple(m.shape)} to route the credit through")
+        return torch.ops.aten.max_pool2d_with_indices_backward(
+            mg, like, s, s, (0, 0), (1, 1), False, self._argmax)
 
     def send_back(self, m: Tensor, feedback: Tensor) -> Tensor:
-        """conv^T(m, B): the credit m (K, N, C_out, H', W') carried to the layer's input through
-        the feedback kernel B (K, C_out, C_in, kh, kw) -> (K, N, C_in, H, W). With B = W this is
-        dL/dx, the backpropagated gradient."""
+        """conv^T(P^T m, B): m (K, N, C_out, H', W') (or flat) through B (K, C_out, C_in kh kw)
+        -> (K, N, C_in, H, W). With B = W this is dL/dx."""
         k, n = m.shape[:2]
         size = (n, k * self.c_in, *self.in_hw)
         g = torch.ops.aten.convolution_backward(
-            to_groups(m), m.new_empty(1).expand(size), feedback.reshape(-1, *feedback.shape[2:]),
-            None, (self.stride,) * 2, (self.padding,) * 2, (1, 1), False, (0, 0), k,
+            self._unpool(m), m.new_empty(1).expand(size), self._kernels(feedback), None,
+            (self.stride,) * 2, (self.padding,) * 2, (1, 1), False, (0, 0), k,
             (True, False, False))[0]
         return from_groups(g, k)
 
-    def weight_gradient(self, m: Tensor, x: Tensor, bias: bool = True
-                        ) -> tuple[Tensor, Tensor | None]:
-        """(gW, gb): gW = (1/N) sum_{n, positions} m (x) patches(x), (K, C_out, C_in, kh, kw);
-        gb = (1/N) sum_{n, positions} m, (K, C_out) (None without bias)."""
-        k, n = m.shape[:2]
-        mg = to_groups(m)
+    def _correlate(self, y: Tensor, x: Tensor, bias: bool) -> tuple[Tensor, Tensor | None]:
+        """(1/N) sum_{n,p} (P^T y) (x) patches(x) -> (K, C_out, C_in kh kw), and (1/N) sum P^T y."""
+        k, n = y.shape[:2]
+        yg = self._unpool(y)
+        shape = (k * self.c_out, self.c_in, self.kernel, self.kernel)
         _, gw, gb = torch.ops.aten.convolution_backward(
-            mg, to_groups(x), mg.new_empty(1).expand(k * self.c_out, self.c_in, self.kernel,
-                                                     self.kernel),
+            yg, to_groups(self._image(x, self.c_in, self.in_hw)),
+            torch.empty(shape, dtype=y.dtype, device=y.device, memory_format=CL),
             [k * self.c_out] if bias else None, (self.stride,) * 2, (self.padding,) * 2,
             (1, 1), False, (0, 0), k, (False, True, bias))
-        gw = gw.view(self.weight_shape(k)) * (1.0 / n)
-        return gw, (gb.view(k, self.c_out) * (1.0 / n) if bias else None)
+        gw = gw.reshape(k, self.c_out, self.fan_in).mul_(1.0 / n)
+        return gw, (gb.view(k, self.c_out).mul_(1.0 / n) if bias else None)
+
+    def weight_gradient(self, m: Tensor, x: Tensor, bias: bool = True
+                        ) -> tuple[Tensor, Tensor | None]:
+        """(gW, gb): (1/N) sum over samples and positions of P^T m times the input patches,
+        (K, C_out, C_in kh kw), and of P^T m, (K, C_out) (None without bias)."""
+        return self._correlate(m, x, bias)
+
+    def feedback_gradient(self, x: Tensor, y: Tensor) -> Tensor:
+        """(1/N) sum_{n,p} (P^T y) (x) patches(x) in the kernel's shape: x on the input side,
+        y on the output side (the feedback kernel's Hebbian term)."""
+        return self._correlate(y, x, False)[0]
+
+    def as_feedback(self, w: Tensor) -> Tensor:
+        """W itself: a feedback kernel has the forward kernel's shape (send_back transposes)."""
+        return w
+
+    def as_weight(self, feedback: Tensor) -> Tensor:
+        return feedback
+
+    def random_feedback(self, w: Tensor, generators: Sequence[torch.Generator]) -> Tensor:
+        """B ~ N(0, 1/(C_in kh kw)) of W's shape, replica k from generators[k] (the scale of W's
+        own fan-in initialisation, as for dense feedback)."""
+        mats = [torch.randn(w.shape[1:], generator=g, dtype=torch.float64) for g in generators]
+        b = torch.stack(mats) / math.sqrt(self.fan_in)
+        return b.to(dtype=w.dtype, device=w.device)
+
+    def mix(self, x: Tensor, m: Tensor) -> Tensor:
+        """x_c <- sum_j M_cj x_j over the channels at every position: x (K, N, C, ...) or flat
+        (channel-major), M (K, C, C); same shape out."""
+        k, n = x.shape[:2]
+        xc = x.reshape(k, n, m.shape[-1], -1)
+        return torch.einsum("kij,knjp->knip", m, xc).reshape(x.shape)
+
+    def broadcast(self, e: Tensor, d: Tensor) -> Tensor:
+        """D e per sample, the same at every output position: e (K, N, n), D (K, C_out, n) ->
+        the layer's output shape."""
+        k, n = e.shape[:2]
+        per_channel = torch.bmm(e, d.transpose(1, 2))  # (K, N, C_out)
+        out = per_channel[..., None, None].expand(k, n, self.c_out, *self.out_hw)
+        return out.reshape(k, n, -1) if self.flatten else out
 
 
-@dataclass(frozen=True)
-class Pool2d:
-    """Non-overlapping `size` x `size` pooling (stride = size, floor mode), max or average."""
-
-    size: int = 2
-    kind: str = "max"
-
-    def __post_init__(self) -> None:
-        if self.kind not in POOL_KINDS:
-            raise ValueError(f"unknown pool kind '{self.kind}'; known: {', '.join(POOL_KINDS)}")
-        if self.size < 1:
-            raise ValueError("pool size must be >= 1")
-
-    def out_hw(self, in_hw: tuple[int, int]) -> tuple[int, int]:
-        return tuple(s // self.size for s in in_hw)  # type: ignore[return-value]
-
-    def forward(self, a: Tensor) -> tuple[Tensor, Tensor | None]:
-        """(pooled (K, N, C, H/size, W/size), arg-max indices for max pooling, else None)."""
-        k = a.shape[0]
-        if self.size == 1:
-            return a, None
-        if self.kind == "max":
-            p, idx = F.max_pool2d(to_groups(a), self.size, return_indices=True)
-            return from_groups(p, k), idx
-        return from_groups(F.avg_pool2d(to_groups(a), self.size), k), None
-
-    def send_back(self, g: Tensor, a: Tensor, indices: Tensor | None = None) -> Tensor:
-        """The transposed map P^T g: credit g at the pooled output (K, N, C, H', W') back to the
-        pooling's input a (K, N, C, H, W): max routes each window's credit to its arg-max (the
-        indices of `forward`, recomputed from a when not given), avg spreads it evenly."""
-        k = a.shape[0]
-        if self.size == 1:
-            return g
-        ag, gg = to_groups(a), to_groups(g)
-        s = (self.size, self.size)
-        if self.kind == "max":
-            if indices is None:
-                _, indices = F.max_pool2d(ag, self.size, return_indices=True)
-            out = torch.ops.aten.max_pool2d_with_indices_backward(
-                gg, ag, s, s, (0, 0), (1, 1), False, indices)
-        else:
-            out = torch.ops.aten.avg_pool2d_backward(gg, ag, s, s, (0, 0), False, True, None)
-        return from_groups(out, k)
-
-
-def flatten(x: Tensor) -> Tensor:
-    """(K, N, C, H, W) -> (K, N, C*H*W), channel-major like a task's flat image inputs."""
-    return x.reshape(*x.shape[:2], -1)
-
-
-def unflatten(g: Tensor, shape: tuple[int, int, int]) -> Tensor:
-    """The send-back of `flatten`: (K, N, C*H*W) -> (K, N, C, H, W)."""
-    return g.reshape(*g.shape[:2], *shape)
-
-
-def channel_activity(h: Tensor) -> Tensor:
-    """Per-channel activity of a convolutional layer, (K, N, C, H, W) -> (K, N, C): the mean over
-    positions, what a recording that pools a feature map's units would see."""
-    return h.mean(dim=(3, 4))
+def channel_activity(h: Tensor, channels: int) -> Tensor:
+    """Per-channel activity of a convolutional layer: (K, N, C, H, W) or flat (K, N, C*H*W) ->
+    (K, N, C), the mean over positions, what a recording that pools a feature map sees."""
+    return h.reshape(*h.shape[:2], channels, -1).mean(-1)

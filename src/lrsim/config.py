@@ -16,7 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from lrsim.errors import ConfigError
 
@@ -44,19 +52,51 @@ class RuleSpec(_Open):
     name: str = "backprop"
 
 
+_ConvInt = Annotated[int, Field(ge=0, le=1024)]
+CONV_KEYS = ("conv", "kernel", "stride", "padding", "pool", "pool_type")
+
+
 class ModelSpec(_Strict):
+    """The network: `conv` output channels per convolutional layer (image tasks; each layer
+    followed by the activation, then by `pool` x `pool` pooling when pool > 1), then the dense
+    `hidden` widths, then the readout. kernel, stride, padding, pool: one value for every conv
+    layer or a list with one per conv layer. Without conv layers the conv keys are left out of
+    the resolved experiment (MLP run ids do not change)."""
+
+    conv: list[Annotated[int, Field(ge=1, le=100_000)]] = Field(default_factory=list)
+    kernel: _ConvInt | list[_ConvInt] = 3
+    stride: _ConvInt | list[_ConvInt] = 1
+    padding: _ConvInt | list[_ConvInt] = 1
+    pool: _ConvInt | list[_ConvInt] = 1
+    pool_type: Literal["max", "avg"] = "max"
     hidden: list[Annotated[int, Field(ge=1, le=1_000_000)]] = Field(
         default_factory=lambda: [64, 64])
     activation: Literal["relu", "tanh", "sigmoid", "linear"] = "relu"
     bias: bool = True
     init_scale: float = Field(1.0, gt=0)
 
-    @field_validator("hidden")
-    @classmethod
-    def _non_empty(cls, v: list[int]) -> list[int]:
-        if not v:
-            raise ValueError("must list at least one hidden layer width, e.g. [64]")
-        return v
+    @model_validator(mode="after")
+    def _layers(self) -> ModelSpec:
+        if not self.hidden and not self.conv:
+            raise ValueError("hidden must list at least one hidden layer width, e.g. [64] "
+                             "(or give conv layers: conv = [16, 32])")
+        for key, low in (("kernel", 1), ("stride", 1), ("padding", 0), ("pool", 1)):
+            value = getattr(self, key)
+            values = value if isinstance(value, list) else [value]
+            if isinstance(value, list) and len(value) != len(self.conv):
+                raise ValueError(f"{key} lists {len(value)} values for {len(self.conv)} conv "
+                                 f"layers; give one number or one per conv layer")
+            if any(v < low for v in values):
+                raise ValueError(f"{key} must be >= {low} (got {value!r})")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _drop_conv_keys(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        if not self.conv:
+            for key in CONV_KEYS:
+                data.pop(key, None)
+        return data
 
 
 class TrainSpec(_Strict):
