@@ -103,6 +103,7 @@ class Conv2d:
             raise ValueError(f"pool {pool} leaves no positions of the {self.conv_hw[0]}x"
                              f"{self.conv_hw[1]} convolution output")
         self._argmax: Tensor | None = None
+        self._memo: tuple[Tensor, int, Tensor] | None = None
 
     def __repr__(self) -> str:
         pool = f", pool={self.pool} {self.pool_type}" if self.pool > 1 else ""
@@ -146,6 +147,7 @@ class Conv2d:
         """z = pool(conv(x, W) + b): x (K, N, C_in, H, W) (or flat), W (K, C_out, C_in kh kw),
         b (K, C_out) -> (K, N, C_out, H', W') (flat with `flatten`)."""
         k = w.shape[0]
+        self._memo = None
         xg = to_groups(self._image(x, self.c_in, self.in_hw))
         a = F.conv2d(xg, self._kernels(w), None if b is None else b.reshape(-1),
                      self.stride, self.padding, 1, k)
@@ -157,7 +159,17 @@ class Conv2d:
         return self._out(from_groups(a, k))
 
     def _unpool(self, m: Tensor) -> Tensor:
-        """P^T m in the grouped layout: (K, N, C_out, H', W') or flat -> (N, K*C_out, Hc, Wc)."""
+        """P^T m in the grouped layout: (K, N, C_out, H', W') or flat -> (N, K*C_out, Hc, Wc).
+        The latest result is kept for the same, unmodified m (a rule's send_back and
+        weight_gradient of one credit share it)."""
+        memo = self._memo
+        if memo is not None and memo[0] is m and memo[1] == m._version:
+            return memo[2]
+        out = self._unpool_new(m)
+        self._memo = (m, m._version, out)
+        return out
+
+    def _unpool_new(self, m: Tensor) -> Tensor:
         k, n = m.shape[:2]
         mg = to_groups(self._image(m, self.c_out, self.out_hw))
         if self.pool == 1:
