@@ -22,6 +22,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from lrsim.errors import ConfigError
 from lrsim.models.conv import Conv2d
 from lrsim.models.rate import ACTIVATIONS, Forward
 
@@ -148,3 +149,35 @@ class ConvNetwork:
             if l < self.n_layers - 1:
                 h = self.f(h)
         return h
+
+
+# rule families with no convolutional form, and why (checked when an experiment is read)
+NO_CONV_FORM = {
+    "hebbian": "its stabilising terms (Oja's diag(y^2) W, Sanger's LT(y y^T) W, BCM's per-unit "
+               "threshold) are defined per unit of a dense weight matrix, and lrsim defines no "
+               "weight-shared form of them",
+    "spike_timing": "it is a spiking-substrate rule (spike-timing windows), and conv layers run "
+                    "on the rate substrate",
+}
+
+
+def check_conv_model(model, substrate: str, task: str, task_shape: tuple[int, ...] | None,
+                     rule: str, rule_family: str) -> None:
+    """Refuse, with one message, a `[model] conv` stack that cannot run: not the rate substrate,
+    a task without images, a rule with no conv form, a geometry that leaves no positions."""
+    if substrate != "rate":
+        raise ConfigError(f"[model] conv: convolutional layers run on the rate substrate only "
+                          f"(substrate is '{substrate}')")
+    if task_shape is None:
+        raise ConfigError(f"[model] conv needs an image task (digits, mnist, cifar10); task "
+                          f"'{task}' gives flat vectors (use hidden = [...] only)")
+    if rule_family in NO_CONV_FORM:
+        raise ConfigError(f"rule '{rule}' cannot train conv layers: "
+                          f"{NO_CONV_FORM[rule_family]}; use a credit-assignment rule or "
+                          f"drop [model] conv")
+    try:
+        conv_layers(tuple(task_shape), model.conv, model.kernel, model.stride, model.padding,
+                    model.pool, model.pool_type)
+    except ValueError as err:
+        raise ConfigError(f"[model] conv on task '{task}' images {tuple(task_shape)}: "
+                          f"{err}") from None

@@ -84,7 +84,8 @@ def _split_task(name, x_tr, l_tr, x_te, l_te, n_classes, loss, center=False,
                 input_shape)
 
 
-@tasks.register("digits", params={"seed": _SEED, "test_fraction": _TEST, "center": _CENTER})
+@tasks.register("digits", params={"seed": _SEED, "test_fraction": _TEST, "center": _CENTER},
+                input_shape=(1, 8, 8))
 def digits(seed: int = 0, test_fraction: float = 0.2, center: bool = False) -> Task:
     """scikit-learn's bundled 8x8 handwritten digits (1,797 images, 10 classes), pixels / 16;
     images of shape (1, 8, 8) for convolutional networks (inputs stay flat, 64 values)."""
@@ -165,7 +166,7 @@ def _find(root: Path, stem: str) -> Path:
                       f"the directory must hold {', '.join(_MNIST_FILES.values())}")
 
 
-@tasks.register("mnist", params={
+@tasks.register("mnist", input_shape=(1, 28, 28), params={
     "path": Param("", "directory holding the four MNIST IDX files"),
     "train_samples": Param(0, "use the first n training images (0 = all)", low=0),
     "test_samples": Param(0, "use the first n test images (0 = all)", low=0), "seed": _SEED,
@@ -247,7 +248,7 @@ def cifar10_dir(path: str) -> Path:
     return root
 
 
-@tasks.register("cifar10", params={
+@tasks.register("cifar10", input_shape=(3, 32, 32), params={
     "path": Param("", "directory holding CIFAR-10's binary files (data_batch_1.bin .. "
                       "data_batch_5.bin, test_batch.bin), or its parent"),
     "train_samples": Param(0, "use the first n training images (0 = all 50,000)", low=0),
