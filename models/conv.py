@@ -31,12 +31,13 @@ The layer interface (`lrsim.layers.Layer`), for a credit m = dL/dz:
     weight_gradient(m, x)    gW[k,o,c,u] = (1/N) sum_{n,p} (P^T m)[k,n,o,p] x[k,n,c,s p+u-pad],
                              gb[k,o] = (1/N) sum_{n,p} (P^T m)[k,n,o,p]: the batch mean, summed
                              over positions (the dense three-factor term with weight sharing)
-    feedback_gradient(x, y)  the same correlation of an input-side x and an output-side y, the
-                             Hebbian term of a feedback kernel
+    feedback_gradient(x, y)  the same correlation of an input-side x and an output-side y,
+                             averaged over the P output positions: the Hebbian term of a
+                             feedback kernel (the mean of its position-wise terms)
     mix(x, M)                channels mixed by a square (K, C, C) matrix at every position
                              (a 1x1 convolution)
-    broadcast(e, D)          a vector e (K, N, n) spread over the channels by D (K, C, n), the
-                             same value at every position (feedback shared like the kernel)
+    broadcast(e, D)          a vector e (K, N, n) spread over the channels by D (K, C, n), (D e)/P
+                             at every position (the transpose of global average pooling)
     random_feedback(W)       B ~ N(0, 1/(C_in kh kw)) per replica from its own generator
 
 P^T, the transpose of pooling: average pooling spreads a window's credit as 1/pool^2; max
@@ -120,6 +121,11 @@ class Conv2d:
         """The shape of one output sample: (C_out, H', W'), or (C_out H' W',) when flat."""
         shape = (self.c_out, *self.out_hw)
         return (math.prod(shape),) if self.flatten else shape
+
+    @property
+    def positions(self) -> int:
+        """Output positions per channel, H' W'."""
+        return self.out_hw[0] * self.out_hw[1]
 
     def weight_shape(self, k: int) -> tuple[int, int, int]:
         """W and a feedback kernel B: (K, C_out, C_in*kh*kw)."""
@@ -216,9 +222,13 @@ class Conv2d:
         return self._correlate(m, x, bias)
 
     def feedback_gradient(self, x: Tensor, y: Tensor) -> Tensor:
-        """(1/N) sum_{n,p} (P^T y) (x) patches(x) in the kernel's shape: x on the input side,
-        y on the output side (the feedback kernel's Hebbian term)."""
-        return self._correlate(y, x, False)[0]
+        """(1/(N P)) sum_{n,p} (P^T y) (x) patches(x) in the kernel's shape, P the layer's
+        output positions: x on the input side, y on the output side. The Hebbian term of a
+        shared feedback kernel is the mean of its P position-wise terms, so the weight-estimation
+        rules keep their dense rates and fixed points (a sum scales both by P: measured on
+        digits, weight mirror, activation and information alignment then diverge at their
+        defaults)."""
+        return self._correlate(y, x, False)[0].mul_(1.0 / self.positions)
 
     def as_feedback(self, w: Tensor) -> Tensor:
         """W itself: a feedback kernel has the forward kernel's shape (send_back transposes)."""
@@ -242,10 +252,13 @@ class Conv2d:
         return torch.einsum("kij,knjp->knip", m, xc).reshape(x.shape)
 
     def broadcast(self, e: Tensor, d: Tensor) -> Tensor:
-        """D e per sample, the same at every output position: e (K, N, n), D (K, C_out, n) ->
-        the layer's output shape."""
+        """(D e) / P per sample at every output position: e (K, N, n), D (K, C_out, n) -> the
+        layer's output shape. Each channel is one unit whose activity is its map's mean (global
+        average pooling over the P output positions); D e is that unit's credit, sent back
+        through the pooling's transpose. (Without the 1/P the channel's weight gradient sums P
+        equal terms: measured, direct feedback alignment then diverges on digits.)"""
         k, n = e.shape[:2]
-        per_channel = torch.bmm(e, d.transpose(1, 2))  # (K, N, C_out)
+        per_channel = torch.bmm(e, d.transpose(1, 2)).mul_(1.0 / self.positions)
         out = per_channel[..., None, None].expand(k, n, self.c_out, *self.out_hw)
         return out.reshape(k, n, -1) if self.flatten else out
 

@@ -48,7 +48,8 @@ def test_conv_layer_equals_autograd_per_replica(stride, padding, kernel, pool, p
         ((zr * m[r]).sum() / n).backward()  # a loss with dL/dz = m / N
         torch.testing.assert_close(gw[r], wr.grad, rtol=0, atol=TOL)
         torch.testing.assert_close(gb[r], br.grad, rtol=0, atol=TOL)
-        torch.testing.assert_close(hebb[r], wr.grad, rtol=0, atol=TOL)
+        # the feedback kernel's Hebbian term: the same correlation, per output position
+        torch.testing.assert_close(hebb[r], wr.grad / layer.positions, rtol=0, atol=TOL)
         torch.testing.assert_close(back[r] / n, xr.grad, rtol=0, atol=TOL)
         # the feedback kernel in place of W: the input gradient of the conv whose kernel is B,
         # routed through the pooling of the forward pass (W's arg-max)
@@ -80,8 +81,9 @@ def test_flat_inputs_and_outputs_and_the_rest_of_the_interface():
     ref = torch.einsum("kij,knjhw->knihw", mix, z.view(k, n, 4, 4, 4)).reshape(k, n, -1)
     torch.testing.assert_close(mixed, ref, rtol=0, atol=TOL)
     d, e = rand(gen, k, 4, 10), rand(gen, k, n, 10)
-    spread = layer.broadcast(e, d).view(k, n, 4, 16)
-    torch.testing.assert_close(spread, torch.bmm(e, d.transpose(1, 2))[..., None].expand_as(spread))
+    spread = layer.broadcast(e, d).view(k, n, 4, 16)  # (D e) / P at each of the P = 16 positions
+    per_channel = torch.einsum("kcj,knj->knc", d, e)
+    torch.testing.assert_close(spread, (per_channel / 16)[..., None].expand_as(spread))
     gens = [torch.Generator().manual_seed(s) for s in (5, 6)]
     fb = layer.random_feedback(w, gens)
     assert fb.shape == w.shape
