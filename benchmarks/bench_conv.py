@@ -4,8 +4,9 @@ One training step of backprop + sgd (lr 0.01, batch 32, cross-entropy) on K inde
 nets, three ways, interleaved round by round in one process, timed by per-thread CPU time
 (`time.thread_time`) on one torch thread:
 
-  batched  lrsim's ConvNetwork: grouped convolution with the replica as group, credit sent back
-           through the layers' send-back, weight gradients, W <- W - lr gW (no autograd)
+  batched  lrsim's trainer step on a conv network: grouped convolution with the replica as
+           group, backprop's credit sent back through the layer interface, weight gradients,
+           sgd, W <- W - lr gW (`lrsim.models.step.LearningStep`; no autograd)
   loop     K `torch.nn.Sequential` conv nets, each with autograd and its own
            `torch.optim.SGD`, stepped in a Python loop
   vmap     the same K torch.nn nets stacked (`torch.func.stack_module_state`), one
@@ -33,16 +34,24 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from lrsim.models.convnet import ConvNetwork
 from lrsim.models.rate import loss_and_error
+from lrsim.models.rate.conv import conv_network
+from lrsim.models.step import LearningStep
+from lrsim.optimizers import optimizers
+from lrsim.rules import rules
+from lrsim.rules.base import Signals
 
 BATCH, N_OUT, LR = 32, 10, 0.01
 CONV = [16, 32]
 
 
 def batched_step(shape, k: int):
-    net = ConvNetwork(shape, CONV, [], N_OUT, kernel=3, stride=1, padding=1, pool=2,
-                      seeds=list(range(k)))
+    """The trainer's step: conv_network forward, loss, then `LearningStep.step` (backprop's
+    credit through the layer interface, weight gradients, sgd, update)."""
+    net = conv_network(shape, CONV, [], N_OUT, kernel=3, stride=1, padding=1, pool=2,
+                       seeds=list(range(k)))
+    learner = LearningStep(rules.create("backprop"), optimizers.create("sgd"), net.weights,
+                           net.biases, net.layers, net.generators)
     x = torch.rand(k, BATCH, shape[0] * shape[1] * shape[2])
     t = F.one_hot(torch.randint(0, N_OUT, (k, BATCH)), N_OUT).float()
     lr = torch.full((k, 1, 1), LR)
@@ -50,15 +59,9 @@ def batched_step(shape, k: int):
     def step():
         fw = net.forward(x)
         _, e = loss_and_error(fw.z[-1], t, "cross_entropy")
-        m = [e]
-        for l in range(net.n_layers - 1, 0, -1):
-            layer = net.layers[l]
-            m.insert(0, layer.send_back(m[0], layer.as_feedback(net.weights[l]))
-                     * fw.derivative[l - 1])
-        for l, m_l in enumerate(m):
-            gw, gb = net.layers[l].weight_gradient(m_l, fw.pre[l])
-            net.weights[l].addcmul_(lr, gw, value=-1)
-            net.biases[l].addcmul_(lr[:, :, 0], gb, value=-1)
+        sig = Signals(fw.pre, fw.post, fw.derivative, e, t, net.weights, net.weights[1:],
+                      layers=net.layers)
+        learner.step(sig, net.weights, net.biases, lr)
     return step
 
 

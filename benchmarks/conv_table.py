@@ -63,7 +63,7 @@ def measure(job: tuple[str, str, list[str]]) -> dict:
     import torch
 
     from lrsim.config import parse
-    from lrsim.train import train
+    from lrsim.models.rate.train import train
 
     path, rule, sets = job
     torch.set_num_threads(1)

@@ -1,5 +1,5 @@
-"""The convolutional layer kind (models/conv.py) and conv networks (models/convnet.py) against
-torch autograd, replica by replica: the K nets of a grouped convolution are K independent nets."""
+"""The convolutional layer kind (models/rate/conv.py) and conv networks against torch autograd,
+replica by replica: the K nets of a grouped convolution are K independent nets."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lrsim.models.conv import Conv2d, channel_activity
-from lrsim.models.convnet import ConvNetwork
-from lrsim.models.rate import loss_and_error
+from lrsim.models.rate import RateNetwork, loss_and_error
+from lrsim.models.rate.conv import Conv2d, conv_network
+
+N_CONV = 2  # conv layers of the networks below
+SHAPE = (1, 8, 8)
 
 TOL = 1e-10  # float64
 
@@ -90,12 +92,12 @@ def test_flat_inputs_and_outputs_and_the_rest_of_the_interface():
     alone = layer.random_feedback(w[1:], [torch.Generator().manual_seed(6)])
     assert torch.equal(fb[1], alone[0])
     assert fb.std().item() == pytest.approx(1 / 3, rel=0.3)  # N(0, 1/(C_in k^2)) = N(0, 1/9)
-    assert channel_activity(z, 4).shape == (k, n, 4)
+    assert layer.unit_activity(z).shape == (k, n, 4)
     with pytest.raises(RuntimeError, match="no forward of a batch"):
         layer.send_back(rand(gen, k, n + 1, 64), w)
 
 
-def torch_net(net: ConvNetwork, r: int, kernel, stride, padding, pool, pool_type):
+def torch_net(net: RateNetwork, r: int, kernel, stride, padding, pool, pool_type):
     """Replica r of `net` as plain autograd tensors, the textbook order conv -> f -> pool."""
     params = [t[r].clone().requires_grad_() for pair in zip(net.weights, net.biases)
               for t in pair]
@@ -103,14 +105,14 @@ def torch_net(net: ConvNetwork, r: int, kernel, stride, padding, pool, pool_type
     ref_pool = F.max_pool2d if pool_type == "max" else F.avg_pool2d
 
     def forward(x):
-        h = x.reshape(len(x), *net.input_shape)
-        for l, layer in enumerate(net.layers[:net.n_conv]):
+        h = x.reshape(len(x), *SHAPE)
+        for l, layer in enumerate(net.layers[:N_CONV]):
             wk = params[2 * l].view(layer.c_out, layer.c_in, kernel, kernel)
             a = F.conv2d(h, wk, params[2 * l + 1], stride, padding)
             # max pooling commutes with a non-decreasing f; avg pooling sits before f
             h = ref_pool(f(a), pool) if pool_type == "max" else f(ref_pool(a, pool))
         h = h.flatten(1)
-        for l in range(net.n_conv, net.n_layers):
+        for l in range(N_CONV, net.n_layers):
             h = F.linear(h, params[2 * l], params[2 * l + 1])
             if l < net.n_layers - 1:
                 h = f(h)
@@ -119,7 +121,7 @@ def torch_net(net: ConvNetwork, r: int, kernel, stride, padding, pool, pool_type
     return params, forward
 
 
-def backprop(net: ConvNetwork, x: torch.Tensor, t: torch.Tensor):
+def backprop(net: RateNetwork, x: torch.Tensor, t: torch.Tensor):
     """Backpropagation written against the layer interface only."""
     fw = net.forward(x)
     loss, e = loss_and_error(fw.z[-1], t, "cross_entropy")
@@ -135,7 +137,7 @@ def backprop(net: ConvNetwork, x: torch.Tensor, t: torch.Tensor):
     ("max", "relu", 1, 2), ("avg", "tanh", 1, 2), ("max", "tanh", 2, 1), ("max", "tanh", 1, 2)])
 def test_backprop_through_conv_layers_equals_autograd(pool_type, activation, stride, pool):
     k, n = 3, 6
-    net = ConvNetwork((1, 8, 8), [4, 6], [7], 10, kernel=3, stride=stride, padding=1, pool=pool,
+    net = conv_network(SHAPE, [4, 6], [7], 10, kernel=3, stride=stride, padding=1, pool=pool,
                       pool_type=pool_type, activation=activation, seeds=[5, 6, 7],
                       dtype=torch.float64)
     gen = torch.Generator().manual_seed(2)
@@ -157,10 +159,10 @@ def test_replica_in_a_batch_equals_replica_alone():
     x = rand(gen, 4, 5, 64)
     t = F.one_hot(torch.randint(0, 10, (4, 5), generator=gen), 10).double()
     kw = dict(conv=[3, 5], hidden=[6], n_out=10, pool=2, dtype=torch.float64)
-    batch = ConvNetwork((1, 8, 8), seeds=[10, 11, 12, 13], **kw)
+    batch = conv_network(SHAPE, seeds=[10, 11, 12, 13], **kw)
     _, grads = backprop(batch, x, t)
     for r, seed in enumerate([10, 11, 12, 13]):
-        alone = ConvNetwork((1, 8, 8), seeds=[seed], **kw)
+        alone = conv_network(SHAPE, seeds=[seed], **kw)
         for wb, wa in zip(batch.weights, alone.weights):
             assert torch.equal(wb[r], wa[0])
         _, g1 = backprop(alone, x[r:r + 1], t[r:r + 1])
@@ -174,25 +176,25 @@ def test_float32_matches_float64():
     gen = torch.Generator().manual_seed(4)
     x = rand(gen, 2, 8, 64)
     t = F.one_hot(torch.randint(0, 10, (2, 8), generator=gen), 10).double()
-    _, g64 = backprop(ConvNetwork((1, 8, 8), dtype=torch.float64, **kw), x, t)
-    _, g32 = backprop(ConvNetwork((1, 8, 8), dtype=torch.float32, **kw), x.float(), t.float())
+    _, g64 = backprop(conv_network(SHAPE, dtype=torch.float64, **kw), x, t)
+    _, g32 = backprop(conv_network(SHAPE, dtype=torch.float32, **kw), x.float(), t.float())
     for (a, _), (b, _) in zip(g64, g32):
         torch.testing.assert_close(b.double(), a, rtol=1e-4, atol=1e-5)
 
 
 def test_shapes_and_per_layer_options():
-    net = ConvNetwork((3, 32, 32), [8, 16], [32], 10, kernel=[5, 3], stride=[1, 2],
+    net = conv_network((3, 32, 32), [8, 16], [32], 10, kernel=[5, 3], stride=[1, 2],
                       padding=[2, 1], pool=[2, 1])
     assert [tuple(w.shape) for w in net.weights] == [(1, 8, 75), (1, 16, 72),
                                                       (1, 32, 16 * 8 * 8), (1, 10, 32)]
     fw = net.forward(torch.randn(1, 2, 3072))
     assert fw.post[0].shape == (1, 2, 8, 16, 16) and fw.post[1].shape == (1, 2, 16 * 8 * 8)
     with pytest.raises(ValueError, match="does not fit"):
-        ConvNetwork((1, 8, 8), [4], [], 10, kernel=11, padding=0)
+        conv_network(SHAPE, [4], [], 10, kernel=11, padding=0)
     with pytest.raises(ValueError, match="leaves no positions"):
-        ConvNetwork((1, 8, 8), [4, 4, 4, 4], [], 10, pool=2)
+        conv_network(SHAPE, [4, 4, 4, 4], [], 10, pool=2)
     with pytest.raises(ValueError, match="lists 3 values for 2 conv layers"):
-        ConvNetwork((1, 8, 8), [4, 4], [], 10, kernel=[3, 3, 3])
+        conv_network(SHAPE, [4, 4], [], 10, kernel=[3, 3, 3])
 
 
 @pytest.mark.gpu
@@ -202,8 +204,8 @@ def test_cuda_conv_backprop_matches_cpu_in_float64():
     gen = torch.Generator().manual_seed(5)
     x = rand(gen, 3, 7, 64)
     t = F.one_hot(torch.randint(0, 10, (3, 7), generator=gen), 10).double()
-    _, cpu = backprop(ConvNetwork((1, 8, 8), **kw), x, t)
-    _, gpu = backprop(ConvNetwork((1, 8, 8), device="cuda", **kw), x.cuda(), t.cuda())
+    _, cpu = backprop(conv_network(SHAPE, **kw), x, t)
+    _, gpu = backprop(conv_network(SHAPE, device="cuda", **kw), x.cuda(), t.cuda())
     for (a, b), (c, d) in zip(cpu, gpu):
         torch.testing.assert_close(c.cpu(), a, rtol=0, atol=1e-10)
         torch.testing.assert_close(d.cpu(), b, rtol=0, atol=1e-10)

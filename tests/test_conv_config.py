@@ -40,7 +40,7 @@ def test_conv_keys_parse_and_mlp_run_ids_do_not_change():
 
 CATALOGUE = [
     ("hebbian-rule", BASE.replace('"backprop"', '"oja"'),
-     "rule 'oja' cannot train conv layers: its stabilising terms"),
+     "rule 'oja' cannot train conv layers: their stabilising terms"),
     ("flat-task", BASE.replace('"digits"', '"gaussian_mixture"'),
      "[model] conv needs an image task"),
     ("no-positions-left", BASE.replace("conv = [4, 6]", "conv = [4, 6, 8, 8]"),

@@ -287,11 +287,11 @@ def validate_registries(exp: Experiment, source: str = "experiment") -> Experime
         task_params = tasks.resolve(exp.task.name, exp.task.params)
         optimizers.entry(exp.train.optimizer)
         if exp.model.conv:
-            from lrsim.models.convnet import check_conv_model
+            from lrsim.models.rate.conv import check_conv_model
 
             check_conv_model(exp.model, exp.substrate, exp.task.name,
                              tasks.entry(exp.task.name).info.get("input_shape"),
-                             exp.rule.name, entry.info["family"])
+                             entry.factory, exp.rule.name, entry.info["family"])
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None
     data = exp.model_dump()

@@ -16,10 +16,12 @@ Every tensor has a leading replica axis K; activity also a batch axis N.
     mix(x, m)                  the layer's output units mixed by a square matrix (K, n, n)
     broadcast(e, d)            a vector signal e (K, N, n) spread over the output units by d
     units(w), input_shape(w)   output units (channels) and the shape of one input sample
+    unit_activity(h)           the layer's output activity per unit, (K, N, units) (observers)
 
-`Dense` is the only kind so far (K x N x n activity, W (K, n_out, n_in), feedback B of W^T's
-shape (K, n_in, n_out)). A convolutional kind implements the same methods with kernels (its
-feedback convention is the kernel's own shape; `as_feedback` hides the difference).
+`Dense` (K x N x n activity, W (K, n_out, n_in), feedback B of W^T's shape (K, n_in, n_out))
+lives here; the convolutional kind, `lrsim.models.rate.conv.Conv2d`, implements the same
+methods with kernels (W as a matrix (K, C_out, C_in kh kw); its feedback convention is the
+kernel's own shape, and `as_feedback` hides the difference).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class Layer(Protocol):
     def broadcast(self, e: Tensor, d: Tensor) -> Tensor: ...
     def units(self, w: Tensor) -> int: ...
     def input_shape(self, w: Tensor) -> tuple[int, ...]: ...
+    def unit_activity(self, h: Tensor) -> Tensor: ...
 
 
 def batch_mean_outer(a: Tensor, b: Tensor) -> Tensor:
@@ -116,6 +119,10 @@ class Dense:
 
     def input_shape(self, w: Tensor) -> tuple[int, ...]:
         return (w.shape[2],)
+
+    def unit_activity(self, h: Tensor) -> Tensor:
+        """h itself, (K, N, n_out): a dense layer's units are its outputs."""
+        return h
 
 
 DENSE = Dense()

@@ -50,11 +50,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from lrsim.errors import ConfigError
+from lrsim.layers import dense_layers
+from lrsim.models.rate.network import RateNetwork
 
 POOL_KINDS = ("max", "avg")
 CL = torch.channels_last
@@ -126,6 +130,16 @@ class Conv2d:
     def positions(self) -> int:
         """Output positions per channel, H' W'."""
         return self.out_hw[0] * self.out_hw[1]
+
+    @property
+    def values_per_sample(self) -> int:
+        """The largest activity tensor per sample (the convolution's output before pooling)."""
+        return self.c_out * self.conv_hw[0] * self.conv_hw[1]
+
+    @property
+    def matrix_shape(self) -> tuple[int, int]:
+        """One replica's W (and feedback kernel B) as a matrix: (C_out, C_in kh kw)."""
+        return (self.c_out, self.fan_in)
 
     def weight_shape(self, k: int) -> tuple[int, int, int]:
         """W and a feedback kernel B: (K, C_out, C_in*kh*kw)."""
@@ -263,7 +277,78 @@ class Conv2d:
         return out.reshape(k, n, -1) if self.flatten else out
 
 
-def channel_activity(h: Tensor, channels: int) -> Tensor:
-    """Per-channel activity of a convolutional layer: (K, N, C, H, W) or flat (K, N, C*H*W) ->
-    (K, N, C), the mean over positions, what a recording that pools a feature map sees."""
-    return h.reshape(*h.shape[:2], channels, -1).mean(-1)
+    def unit_activity(self, h: Tensor) -> Tensor:
+        """The activity of each output channel, (K, N, C, H', W') or flat -> (K, N, C): the mean
+        over positions, what a recording that pools a feature map sees (observers)."""
+        return h.reshape(*h.shape[:2], self.c_out, -1).mean(-1)
+
+
+def _per_layer(value: int | Sequence[int], n: int, name: str) -> list[int]:
+    if isinstance(value, int):
+        return [value] * n
+    if len(value) != n:
+        raise ValueError(f"{name} lists {len(value)} values for {n} conv layers")
+    return [int(v) for v in value]
+
+
+def conv_layers(input_shape: Sequence[int], conv: Sequence[int],
+                kernel: int | Sequence[int] = 3, stride: int | Sequence[int] = 1,
+                padding: int | Sequence[int] = 1, pool: int | Sequence[int] = 1,
+                pool_type: str = "max") -> list[Conv2d]:
+    """The conv layers of a `[model] conv = [...]` stack on images of `input_shape` (C, H, W);
+    the last hands its activity on flat, to the dense layers."""
+    n = len(conv)
+    opts = zip(conv, _per_layer(kernel, n, "kernel"), _per_layer(stride, n, "stride"),
+               _per_layer(padding, n, "padding"), _per_layer(pool, n, "pool"))
+    layers: list[Conv2d] = []
+    c, hw = int(input_shape[0]), (int(input_shape[1]), int(input_shape[2]))
+    for i, (c_out, k, s, p, q) in enumerate(opts):
+        layer = Conv2d(c, c_out, hw, k, s, p, q, pool_type, flatten=i == n - 1)
+        layers.append(layer)
+        c, hw = c_out, layer.out_hw
+    return layers
+
+
+def conv_network(input_shape: Sequence[int], conv: Sequence[int], hidden: Sequence[int],
+                 n_out: int, *, kernel: int | Sequence[int] = 3, stride: int | Sequence[int] = 1,
+                 padding: int | Sequence[int] = 1, pool: int | Sequence[int] = 1,
+                 pool_type: str = "max", **network: Any) -> RateNetwork:
+    """A `RateNetwork` of conv layers, then dense `hidden` layers, then a linear readout of
+    `n_out` units, on flat images of `input_shape`; `network`: RateNetwork's other arguments
+    (activation, bias, seeds, init_scale, dtype, device)."""
+    convs = conv_layers(input_shape, conv, kernel, stride, padding, pool, pool_type)
+    sizes = [math.prod(input_shape), *(c.c_out for c in convs), *hidden, n_out]
+    return RateNetwork(sizes, layers=[*convs, *dense_layers(len(hidden) + 1)], **network)
+
+
+# rule families with no convolutional form, and why (the rules declare `layer_kinds`)
+NO_CONV_FORM = {
+    "hebbian": "their stabilising terms (Oja's diag(y^2) W, Sanger's LT(y y^T) W, BCM's "
+               "per-unit threshold) act on the rows of a dense W, and lrsim defines no "
+               "weight-shared form of them",
+}
+
+
+def check_conv_model(model: Any, substrate: str, task: str,
+                     task_shape: Sequence[int] | None, rule: Any, rule_name: str,
+                     rule_family: str) -> None:
+    """Refuse, with one message, a `[model] conv` stack that cannot run: not the rate
+    substrate, a task without images, a rule not written for conv layers (`Rule.layer_kinds`),
+    a geometry that leaves no positions."""
+    if substrate != "rate":
+        raise ConfigError(f"[model] conv: convolutional layers run on the rate substrate only "
+                          f"(substrate is '{substrate}')")
+    if task_shape is None:
+        raise ConfigError(f"[model] conv needs an image task (digits, mnist, cifar10); task "
+                          f"'{task}' gives flat vectors (use hidden = [...] only)")
+    kinds = getattr(rule, "layer_kinds", None)
+    if kinds is not None and Conv2d.kind not in kinds:
+        why = NO_CONV_FORM.get(rule_family, f"it declares layer_kinds = {sorted(kinds)}")
+        raise ConfigError(f"rule '{rule_name}' cannot train conv layers: {why}; use a "
+                          f"credit-assignment rule or drop [model] conv")
+    try:
+        conv_layers(task_shape, model.conv, model.kernel, model.stride, model.padding,
+                    model.pool, model.pool_type)
+    except ValueError as err:
+        raise ConfigError(f"[model] conv on task '{task}' images {tuple(task_shape)}: "
+                          f"{err}") from None
