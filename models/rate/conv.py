@@ -56,8 +56,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lrsim.errors import ConfigError
-from lrsim.layers import dense_layers
+from lrsim.layers import conv_geometry, conv_shape, dense_layers
 from lrsim.models.rate.network import RateNetwork
 
 POOL_KINDS = ("max", "avg")
@@ -77,11 +76,6 @@ def from_groups(y: Tensor, k: int) -> Tensor:
     return y.view(n, k, kc // k, h, w).transpose(0, 1)
 
 
-def conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
-    """Output length of a convolution along one axis: floor((size + 2 pad - kernel) / s) + 1."""
-    return (size + 2 * padding - kernel) // stride + 1
-
-
 class Conv2d:
     """The convolutional layer kind: `c_in` -> `c_out` channels, square `kernel`, `stride`, zero
     `padding`, on inputs of spatial size `in_hw`; optional `pool` x `pool` pooling of kind
@@ -98,15 +92,8 @@ class Conv2d:
         self.c_in, self.c_out, self.in_hw = int(c_in), int(c_out), tuple(in_hw)
         self.kernel, self.stride, self.padding = int(kernel), int(stride), int(padding)
         self.pool, self.pool_type, self.flatten = int(pool), pool_type, bool(flatten)
-        self.conv_hw = tuple(conv_out(s, self.kernel, self.stride, self.padding)
-                             for s in self.in_hw)
-        if min(self.conv_hw) < 1:
-            raise ValueError(f"a {kernel}x{kernel} convolution with stride {stride}, padding "
-                             f"{padding} does not fit an input of {in_hw[0]}x{in_hw[1]}")
-        self.out_hw = tuple(s // self.pool for s in self.conv_hw)
-        if min(self.out_hw) < 1:
-            raise ValueError(f"pool {pool} leaves no positions of the {self.conv_hw[0]}x"
-                             f"{self.conv_hw[1]} convolution output")
+        self.conv_hw, self.out_hw = conv_shape(self.in_hw, self.kernel, self.stride,
+                                               self.padding, self.pool)
         self._argmax: Tensor | None = None
         self._memo: tuple[Tensor, int, Tensor] | None = None
 
@@ -283,30 +270,15 @@ class Conv2d:
         return h.reshape(*h.shape[:2], self.c_out, -1).mean(-1)
 
 
-def _per_layer(value: int | Sequence[int], n: int, name: str) -> list[int]:
-    if isinstance(value, int):
-        return [value] * n
-    if len(value) != n:
-        raise ValueError(f"{name} lists {len(value)} values for {n} conv layers")
-    return [int(v) for v in value]
-
-
 def conv_layers(input_shape: Sequence[int], conv: Sequence[int],
                 kernel: int | Sequence[int] = 3, stride: int | Sequence[int] = 1,
                 padding: int | Sequence[int] = 1, pool: int | Sequence[int] = 1,
                 pool_type: str = "max") -> list[Conv2d]:
-    """The conv layers of a `[model] conv = [...]` stack on images of `input_shape` (C, H, W);
-    the last hands its activity on flat, to the dense layers."""
-    n = len(conv)
-    opts = zip(conv, _per_layer(kernel, n, "kernel"), _per_layer(stride, n, "stride"),
-               _per_layer(padding, n, "padding"), _per_layer(pool, n, "pool"))
-    layers: list[Conv2d] = []
-    c, hw = int(input_shape[0]), (int(input_shape[1]), int(input_shape[2]))
-    for i, (c_out, k, s, p, q) in enumerate(opts):
-        layer = Conv2d(c, c_out, hw, k, s, p, q, pool_type, flatten=i == n - 1)
-        layers.append(layer)
-        c, hw = c_out, layer.out_hw
-    return layers
+    """The conv layers of a `[model] conv = [...]` stack on images of `input_shape` (C, H, W)
+    (`lrsim.layers.conv_geometry`); the last hands its activity on flat, to the dense layers."""
+    geometry = conv_geometry(input_shape, conv, kernel, stride, padding, pool)
+    return [Conv2d(c, c_out, hw, k, s, p, q, pool_type, flatten=i == len(geometry) - 1)
+            for i, (c, c_out, k, s, p, q, hw) in enumerate(geometry)]
 
 
 def conv_network(input_shape: Sequence[int], conv: Sequence[int], hidden: Sequence[int],
@@ -319,36 +291,3 @@ def conv_network(input_shape: Sequence[int], conv: Sequence[int], hidden: Sequen
     convs = conv_layers(input_shape, conv, kernel, stride, padding, pool, pool_type)
     sizes = [math.prod(input_shape), *(c.c_out for c in convs), *hidden, n_out]
     return RateNetwork(sizes, layers=[*convs, *dense_layers(len(hidden) + 1)], **network)
-
-
-# rule families with no convolutional form, and why (the rules declare `layer_kinds`)
-NO_CONV_FORM = {
-    "hebbian": "their stabilising terms (Oja's diag(y^2) W, Sanger's LT(y y^T) W, BCM's "
-               "per-unit threshold) act on the rows of a dense W, and lrsim defines no "
-               "weight-shared form of them",
-}
-
-
-def check_conv_model(model: Any, substrate: str, task: str,
-                     task_shape: Sequence[int] | None, rule: Any, rule_name: str,
-                     rule_family: str) -> None:
-    """Refuse, with one message, a `[model] conv` stack that cannot run: not the rate
-    substrate, a task without images, a rule not written for conv layers (`Rule.layer_kinds`),
-    a geometry that leaves no positions."""
-    if substrate != "rate":
-        raise ConfigError(f"[model] conv: convolutional layers run on the rate substrate only "
-                          f"(substrate is '{substrate}')")
-    if task_shape is None:
-        raise ConfigError(f"[model] conv needs an image task (digits, mnist, cifar10); task "
-                          f"'{task}' gives flat vectors (use hidden = [...] only)")
-    kinds = getattr(rule, "layer_kinds", None)
-    if kinds is not None and Conv2d.kind not in kinds:
-        why = NO_CONV_FORM.get(rule_family, f"it declares layer_kinds = {sorted(kinds)}")
-        raise ConfigError(f"rule '{rule_name}' cannot train conv layers: {why}; use a "
-                          f"credit-assignment rule or drop [model] conv")
-    try:
-        conv_layers(task_shape, model.conv, model.kernel, model.stride, model.padding,
-                    model.pool, model.pool_type)
-    except ValueError as err:
-        raise ConfigError(f"[model] conv on task '{task}' images {tuple(task_shape)}: "
-                          f"{err}") from None

@@ -28,6 +28,7 @@ from pydantic import (
 
 from lrsim.contract import OBSERVABLES, check_observables, check_stats
 from lrsim.errors import ConfigError
+from lrsim.layers import conv_geometry
 from lrsim.models.tasks import tasks
 from lrsim.optimizers import optimizers
 from lrsim.rules import rules
@@ -275,6 +276,38 @@ def parse(data: dict[str, Any], source: str = "experiment") -> Experiment:
     return validate_registries(exp, source)
 
 
+# rule families with no convolutional form, and why (such rules declare `layer_kinds`)
+NO_CONV_FORM = {
+    "hebbian": "their stabilising terms (Oja's diag(y^2) W, Sanger's LT(y y^T) W, BCM's "
+               "per-unit threshold) act on the rows of a dense W, and lrsim defines no "
+               "weight-shared form of them",
+}
+
+
+def check_conv_model(exp: Experiment, rule: Any, task_info: dict[str, Any]) -> None:
+    """Refuse a `[model] conv` stack that cannot run, with one message: not the rate
+    substrate, a task without images (tasks declare `input_shape` in the registry), a rule not
+    written for conv layers (`Rule.layer_kinds`), a geometry that leaves no positions."""
+    if exp.substrate != "rate":
+        raise ConfigError(f"[model] conv: convolutional layers run on the rate substrate only "
+                          f"(substrate is '{exp.substrate}')")
+    shape = task_info.get("input_shape")
+    if shape is None:
+        raise ConfigError(f"[model] conv needs an image task (digits, mnist, cifar10); task "
+                          f"'{exp.task.name}' gives flat vectors (use hidden = [...] only)")
+    kinds = getattr(rule, "layer_kinds", None)
+    if kinds is not None and "conv" not in kinds:
+        why = NO_CONV_FORM.get(rule.family, f"it declares layer_kinds = {sorted(kinds)}")
+        raise ConfigError(f"rule '{exp.rule.name}' cannot train conv layers: {why}; use a "
+                          f"credit-assignment rule or drop [model] conv")
+    m = exp.model
+    try:
+        conv_geometry(shape, m.conv, m.kernel, m.stride, m.padding, m.pool)
+    except ValueError as err:
+        raise ConfigError(f"[model] conv on task '{exp.task.name}' images {tuple(shape)}: "
+                          f"{err}") from None
+
+
 def validate_registries(exp: Experiment, source: str = "experiment") -> Experiment:
     """Check names and hyperparameters against the registries and fill in their defaults."""
     try:
@@ -287,11 +320,7 @@ def validate_registries(exp: Experiment, source: str = "experiment") -> Experime
         task_params = tasks.resolve(exp.task.name, exp.task.params)
         optimizers.entry(exp.train.optimizer)
         if exp.model.conv:
-            from lrsim.models.rate.conv import check_conv_model
-
-            check_conv_model(exp.model, exp.substrate, exp.task.name,
-                             tasks.entry(exp.task.name).info.get("input_shape"),
-                             entry.factory, exp.rule.name, entry.info["family"])
+            check_conv_model(exp, entry.factory, tasks.entry(exp.task.name).info)
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None
     data = exp.model_dump()
