@@ -141,3 +141,14 @@ def test_wired_four_synapse_on_conv_layers_contracts_p_b_minus_w():
     train(exp, observers=[Gap()])
     g = np.stack(gaps)
     np.testing.assert_allclose(g[1:] / g[:-1], 1 - lr * decay, rtol=1e-9)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+@pytest.mark.parametrize("rule", ["backprop", "kolen_pollack", "direct_feedback_alignment"])
+def test_conv_training_on_cuda_matches_cpu_in_float64(rule: str):
+    exp = conv_exp(rule, steps=10)
+    cpu = train(exp).context.net.weights
+    gpu = train(parse({**exp.resolved(), "device": "cuda"})).context.net.weights
+    for a, b in zip(cpu, gpu):
+        torch.testing.assert_close(b.cpu(), a, rtol=0, atol=1e-9)
