@@ -21,9 +21,9 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_serializer,
-    model_validator,
 )
 
 from lrsim.contract import OBSERVABLES, check_observables, check_stats
@@ -80,20 +80,26 @@ class ModelSpec(_Strict):
     bias: bool = True
     init_scale: float = Field(1.0, gt=0)
 
-    @model_validator(mode="after")
-    def _layers(self) -> ModelSpec:
-        if not self.hidden and not self.conv:
-            raise ValueError("hidden must list at least one hidden layer width, e.g. [64] "
-                             "(or give conv layers: conv = [16, 32])")
-        for key, low in (("kernel", 1), ("stride", 1), ("padding", 0), ("pool", 1)):
-            value = getattr(self, key)
-            values = value if isinstance(value, list) else [value]
-            if isinstance(value, list) and len(value) != len(self.conv):
-                raise ValueError(f"{key} lists {len(value)} values for {len(self.conv)} conv "
-                                 f"layers; give one number or one per conv layer")
-            if any(v < low for v in values):
-                raise ValueError(f"{key} must be >= {low} (got {value!r})")
-        return self
+    @field_validator("kernel", "stride", "padding", "pool")
+    @classmethod
+    def _per_conv_layer(cls, v: int | list[int], info: ValidationInfo) -> int | list[int]:
+        n = len(info.data.get("conv") or [])
+        low = 0 if info.field_name == "padding" else 1
+        values = v if isinstance(v, list) else [v]
+        if isinstance(v, list) and len(v) != n:
+            raise ValueError(f"lists {len(v)} values for {n} conv layers; give one number or "
+                             "one per conv layer")
+        if any(x < low for x in values):
+            raise ValueError(f"must be >= {low}")
+        return v
+
+    @field_validator("hidden")
+    @classmethod
+    def _non_empty(cls, v: list[int], info: ValidationInfo) -> list[int]:
+        if not v and not info.data.get("conv"):
+            raise ValueError("must list at least one hidden layer width, e.g. [64] (or give "
+                             "conv layers: conv = [16, 32])")
+        return v
 
     @model_serializer(mode="wrap")
     def _drop_conv_keys(self, handler: Any) -> dict[str, Any]:
