@@ -191,9 +191,8 @@ def train(exp: Experiment, reps: list[Replica] | None = None,
 
     bar = None
     if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=exp.train.steps, desc=f"{exp.rule.name} x{len(reps)}", unit="step",
-                   mininterval=0.5, leave=False)
+        from lrsim.progress import Progress
+        bar = Progress(exp.train.steps, f"{exp.rule.name} x{len(reps)}", "step", leave=False)
     for step in range(exp.train.steps + 1):
         if step % DIVERGENCE_CHECK_EVERY == 0 or step in schedule or step == exp.train.steps:
             _mark_divergence(ctx, first_bad, lr, step)

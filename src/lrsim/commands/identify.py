@@ -108,7 +108,8 @@ def cmd_identify(args: argparse.Namespace) -> int:
     page, results = run_identify(args.store, args.out, label=args.label, holdout=args.holdout,
                                  test=args.test, classifiers=args.classifiers, quick=args.quick,
                                  splits=args.splits, permutations=args.permutations,
-                                 seed=args.seed, jobs=args.jobs, progress=sys.stderr.isatty(),
+                                 seed=args.seed, jobs=args.jobs,
+                                 progress=sys.stderr.isatty() and not args.quiet,
                                  observables=args.observables)
     print_summary(results)
     print(f"report: {page}")
