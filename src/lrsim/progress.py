@@ -128,6 +128,12 @@ class Progress:
         elif self.mode == "lines" and time.monotonic() - self.start >= self.interval:
             self._line(time.monotonic())
 
+    def abandon(self) -> None:
+        """Stop showing progress without a closing line (the work was interrupted)."""
+        if self.bar is not None and not self.closed:
+            self.bar.close()
+        self.closed = True
+
     def __enter__(self) -> Progress:
         return self
 

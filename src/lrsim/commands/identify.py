@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from lrsim.errors import ConfigError
+from lrsim.errors import ConfigError, LrsimError
 from lrsim.outdir import check_claim
 
 LABELS = ("rule", "rule_family", "optimizer")
@@ -63,7 +63,10 @@ def open_store(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_dir():
         raise ConfigError(f"store '{path}' is not a folder of run files")
-    return open_scan(path)
+    try:
+        return open_scan(path)
+    except LrsimError as err:  # the CLI has no errors='report': say what a user can do
+        raise LrsimError(str(err).replace(", or pass errors='report')", ")")) from None
 
 
 def run_identify(store: str | Path, out: str | Path, *, label: str = "rule",

@@ -189,7 +189,7 @@ def _execute(client: Any, jobs: list[Job], out: Path, manifest: folder.Manifest,
             bar.update(n, f"ok {summary.ok}, diverged {summary.diverged}, "
                           f"failed {summary.failed}, remaining {remaining}")
     except KeyboardInterrupt:
-        bar.close()
+        bar.abandon()
         raise Interrupted(f"interrupted: {summary.finished} of {summary.total} runs are in "
                           f"{out}; rerun the same command to resume") from None
     finally:
