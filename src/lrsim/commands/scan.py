@@ -64,7 +64,9 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 def _dry_run(args: argparse.Namespace) -> int:
     from lrsim.scan import describe, finished_runs, plan, plan_jobs
-    from lrsim.scan.cluster import Where, jobqueue_cluster, quietly
+    import tempfile
+
+    from lrsim.scan.cluster import Where, jobqueue
 
     exp, _, runs, cap = plan(Path(args.file), args.overrides or [], args.max_group)
     print(describe(runs, plan_jobs(runs, cap)))
@@ -74,12 +76,11 @@ def _dry_run(args: argparse.Namespace) -> int:
     kind = args.cluster or (exp.cluster.kind if exp.cluster else None)
     if kind:
         Where(cluster=kind, spec=exp.cluster).check()
-        cluster = jobqueue_cluster(kind, exp.cluster)
-        try:
+        # the credentials of a dry run are made in a temporary folder and removed at once
+        with tempfile.TemporaryDirectory(prefix="lrsim-tls-") as tls, \
+                jobqueue(kind, exp.cluster, tls_dir=Path(tls)) as cluster:
             print(f"\nbatch job script ({kind}; {(exp.cluster.jobs if exp.cluster else 1)} "
-                  f"job(s)):\n{cluster.job_script()}")
-        finally:
-            quietly(cluster.close)
+                  f"job(s); a scan makes new TLS credentials):\n{cluster.job_script()}")
     return 0
 
 

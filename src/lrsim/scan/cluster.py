@@ -208,9 +208,35 @@ def quietly(close: Any) -> None:
             lg.setLevel(level)
 
 
-def jobqueue_cluster(kind: str, spec: ClusterSpec | None, dashboard: str | None = None) -> Any:
+def tls_directory(spec: ClusterSpec) -> Path:
+    """Where dask-jobqueue puts the workers' temporary credentials (a folder the compute nodes
+    can read: `shared_temp_directory`, default ~/.cache/lrsim/tls)."""
+    return Path(spec.shared_temp_directory or Path.home() / ".cache" / "lrsim" / "tls") \
+        .expanduser()
+
+
+@contextlib.contextmanager
+def jobqueue(kind: str, spec: ClusterSpec | None, dashboard: str | None = None,
+             tls_dir: Path | None = None) -> Iterator[Any]:
+    """`jobqueue_cluster`, closed on exit, with the credential files it wrote removed."""
+    spec = spec or ClusterSpec()
+    cluster = jobqueue_cluster(kind, spec, dashboard, tls_dir or tls_directory(spec))
+    try:
+        yield cluster
+    finally:
+        quietly(cluster.close)
+        # dask-jobqueue keeps the credential files open as `_job_<key>` temporary files;
+        # closing them deletes them now rather than whenever the cluster is collected
+        for name in [n for n in vars(cluster) if n.startswith("_job_")]:
+            with contextlib.suppress(OSError, AttributeError):
+                getattr(cluster, name).close()
+
+
+def jobqueue_cluster(kind: str, spec: ClusterSpec | None, dashboard: str | None = None,
+                     tls_dir: Path | None = None) -> Any:
     """The dask-jobqueue cluster for `kind` with the `[cluster]` settings (no job submitted
-    yet: `cluster.job_script()` shows what would be)."""
+    yet: `cluster.job_script()` shows what would be). Close it with `jobqueue` (which also
+    removes the credential files)."""
     import dask
 
     jq = jobqueue_module()
@@ -237,9 +263,12 @@ def jobqueue_cluster(kind: str, spec: ClusterSpec | None, dashboard: str | None 
         if getattr(spec, key) is not None:
             kwargs[key] = getattr(spec, key)
     if spec.security:
-        shared = Path(spec.shared_temp_directory or Path.home() / ".cache" / "lrsim" / "tls")
-        shared = shared.expanduser()
-        shared.mkdir(parents=True, exist_ok=True, mode=0o700)
+        shared = tls_dir or tls_directory(spec)
+        try:
+            shared.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as err:
+            raise ConfigError(f"[cluster] shared_temp_directory '{shared}': cannot create: "
+                              f"{err.strerror or err}") from None
         kwargs.update(security=True, shared_temp_directory=str(shared))
     config = {} if dashboard else dict(_QUIET_ROUTES)
     with dask.config.set(config), warnings.catch_warnings():
@@ -270,8 +299,7 @@ def client_for(where: Where) -> Iterator[tuple[Any, int]]:
         return
     if where.cluster:
         spec = where.spec or ClusterSpec()
-        cluster = jobqueue_cluster(where.cluster, spec, where.dashboard)
-        try:
+        with jobqueue(where.cluster, spec, where.dashboard) as cluster:
             if spec.maximum_jobs:
                 cluster.adapt(minimum_jobs=1, maximum_jobs=spec.maximum_jobs)
             else:
@@ -282,8 +310,6 @@ def client_for(where: Where) -> Iterator[tuple[Any, int]]:
                 yield client, per_job * (spec.maximum_jobs or spec.jobs)
             finally:
                 quietly(client.close)
-        finally:
-            quietly(cluster.close)
         return
     with embedded(where.workers, where.dashboard) as (cluster, security):
         client = Client(cluster, security=security)
