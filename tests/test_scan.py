@@ -344,7 +344,7 @@ def test_a_job_that_raises_is_recorded_and_the_others_complete(tmp_path, cluster
     assert len(list(out.glob("*.nc"))) == 2 and len(list((out / "superseded").glob("*.nc"))) == 4
 
 
-# ------------------------------------------------------------------ results come back to the client
+# ---------------------------------------------------------- results come back to the client
 
 
 def _write_probe(path: str) -> str:
@@ -397,7 +397,7 @@ def test_workers_that_cannot_see_the_scan_folder_lose_no_run(tmp_path):
     assert not list(worker_dir.rglob("*.nc"))
 
 
-# ------------------------------------------------------------------ security of the embedded cluster
+# ------------------------------------------------------------- security of the embedded cluster
 
 
 def test_embedded_cluster_admits_only_its_own_client():

@@ -63,9 +63,9 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 
 def _dry_run(args: argparse.Namespace) -> int:
-    from lrsim.scan import describe, finished_runs, plan, plan_jobs
     import tempfile
 
+    from lrsim.scan import describe, finished_runs, plan, plan_jobs
     from lrsim.scan.cluster import Where, jobqueue
 
     exp, _, runs, cap = plan(Path(args.file), args.overrides or [], args.max_group)
