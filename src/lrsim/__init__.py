@@ -38,4 +38,12 @@ def run(experiment, *, progress=None, **overrides):  # noqa: ANN001, ANN201
     return _run(experiment, progress=progress, **overrides)
 
 
-__all__ = ["ConfigError", "LrsimError", "__version__", "open_scan", "run"]
+def __getattr__(name: str):  # noqa: ANN202 - lazy submodules (matplotlib loads on first use)
+    if name == "plot":
+        import importlib
+
+        return importlib.import_module("lrsim.plot")
+    raise AttributeError(f"module 'lrsim' has no attribute {name!r}")
+
+
+__all__ = ["ConfigError", "LrsimError", "__version__", "open_scan", "plot", "run"]
