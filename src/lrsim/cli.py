@@ -103,6 +103,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     configure(quiet=getattr(args, "quiet", False), verbose=getattr(args, "verbose", False))
     try:
+        return _run(args)
+    finally:
+        configure()  # main() called from Python leaves the process as it found it
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
         return int(args.func(args) or 0)
     except Interrupted as err:
         print(f"lrsim: {err}", file=sys.stderr)

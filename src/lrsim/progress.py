@@ -80,6 +80,7 @@ class Progress:
         self.interval = interval
         self.start = self.last = time.monotonic()
         self.closed = False
+        self.shown = -1  # the count in the last plain line
         self.bar: Any = None
         if self.mode == "bar":
             from tqdm import tqdm
@@ -116,6 +117,7 @@ class Progress:
         if 0 < self.n < self.total and elapsed > 0:
             eta = f", ~{_duration(elapsed * (self.total - self.n) / self.n)} left"
         extra = f", {self.postfix}" if self.postfix else ""
+        self.shown = self.n
         print(f"{self.desc}: {self.n}/{self.total} {self.unit}{pct}{extra}; "
               f"{_duration(elapsed)} elapsed{eta}", file=self.stream, flush=True)
 
@@ -125,7 +127,8 @@ class Progress:
         self.closed = True
         if self.bar is not None:
             self.bar.close()
-        elif self.mode == "lines" and time.monotonic() - self.start >= self.interval:
+        elif (self.mode == "lines" and self.shown != self.n
+              and time.monotonic() - self.start >= self.interval):
             self._line(time.monotonic())
 
     def abandon(self) -> None:
