@@ -58,13 +58,14 @@ def run_demo(out: str | Path = "lrsim-demo", *, workers: int | None = None,
     identify the rule into out/report; return the path of report.html."""
     from lrsim.commands.identify import print_summary, run_identify
     from lrsim.errors import ConfigError
-    from lrsim.scan import plan, run_scan
+    from lrsim.scan import check_workers, plan, run_scan
 
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
     out = Path(out)
     path = Path(study) if study else study_file()
-    plan(path, overrides)  # a bad study file or override is refused before anything is written
+    # a bad study file, override or worker count is refused before anything is written
+    check_workers(workers, plan(path, overrides).largest_job_bytes)
     check_claim(out, "demo")
     check_claim(out / "report", "report", "--out (its report/)")
     claim(out, "demo")  # refuses a folder holding files lrsim did not write

@@ -68,7 +68,8 @@ def _dry_run(args: argparse.Namespace) -> int:
     from lrsim.scan import describe, finished_runs, plan, plan_jobs
     from lrsim.scan.cluster import Where, jobqueue
 
-    exp, _, runs, cap = plan(Path(args.file), args.overrides or [], args.max_group)
+    p = plan(Path(args.file), args.overrides or [], args.max_group)
+    exp, runs, cap = p.exp, p.runs, p.cap
     print(describe(runs, plan_jobs(runs, cap)))
     if args.out and Path(args.out).is_dir():
         done = finished_runs(Path(args.out)) & {r.run_id for r in runs}

@@ -15,7 +15,7 @@ See `lrsim.scan.table` for the table's syntax and `lrsim.scan.expand` for the or
 runs.
 """
 
-from lrsim.scan.execute import ScanSummary, plan, run_scan
+from lrsim.scan.execute import Plan, ScanSummary, check_workers, plan, run_scan
 from lrsim.scan.expand import PER_REPLICA, RunSpec, expand
 from lrsim.scan.folder import (
     EXPERIMENT_COPY,
@@ -31,7 +31,7 @@ from lrsim.scan.worker import Result, run_job
 
 __all__ = [
     "DEFAULT_MAX_GROUP", "EXPERIMENT_COPY", "LOCK", "MANIFEST", "MAX_RUNS", "PER_REPLICA",
-    "SUPERSEDED", "Distribution", "Job", "Result", "RunSpec", "ScanSpec", "ScanSummary",
-    "describe", "expand", "experiment_digest", "finished_runs", "plan", "plan_jobs",
-    "run_count", "run_job", "run_scan", "scan_spec",
+    "SUPERSEDED", "Distribution", "Job", "Plan", "Result", "RunSpec", "ScanSpec", "ScanSummary",
+    "check_workers", "describe", "expand", "experiment_digest", "finished_runs", "plan",
+    "plan_jobs", "run_count", "run_job", "run_scan", "scan_spec",
 ]

@@ -39,6 +39,7 @@ _JOBQUEUE_CLASS = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "sge": "SGEClus
 _ACCOUNT_KEYWORD = {"slurm": "account", "pbs": "account", "sge": "project", "lsf": "project"}
 CONNECT_TIMEOUT_S = 30
 PROBE_TIMEOUT_S = 5
+log = logging.getLogger("lrsim")
 _QUIET_ROUTES = {"distributed.scheduler.http.routes": [],
                  "distributed.worker.http.routes": []}
 
@@ -176,6 +177,8 @@ def embedded(workers: int | None = None, dashboard: str | None = None) -> Iterat
     from distributed.security import Security
 
     n = workers or os.cpu_count() or 1
+    log.info("starting an embedded Dask cluster: %d worker process(es) on 127.0.0.1, TLS with "
+             "temporary credentials%s", n, f", dashboard on {dashboard}" if dashboard else "")
     security = Security.temporary()
     config = {} if dashboard else dict(_QUIET_ROUTES)
     with dask.config.set(config), warnings.catch_warnings(), _sigint_ignored():
@@ -287,6 +290,7 @@ def client_for(where: Where) -> Iterator[tuple[Any, int]]:
     if where.scheduler:
         security = user_security(where)
         address = _scheduler_address(where.scheduler)
+        log.info("connecting to the Dask scheduler at %s", address)
         try:
             client = Client(address, timeout=f"{CONNECT_TIMEOUT_S}s", security=security)
         except (OSError, TimeoutError, ValueError) as err:
@@ -300,6 +304,9 @@ def client_for(where: Where) -> Iterator[tuple[Any, int]]:
     if where.cluster:
         spec = where.spec or ClusterSpec()
         with jobqueue(where.cluster, spec, where.dashboard) as cluster:
+            log.info("%s: submitting %s job(s) of %d worker(s); scheduler %s", where.cluster,
+                     f"up to {spec.maximum_jobs}" if spec.maximum_jobs else spec.jobs,
+                     spec.processes or spec.cores, cluster.scheduler_address)
             if spec.maximum_jobs:
                 cluster.adapt(minimum_jobs=1, maximum_jobs=spec.maximum_jobs)
             else:

@@ -9,13 +9,15 @@ worker as bytes and is written here, atomically; the manifest is rewritten after
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lrsim.budget import check_memory
+from lrsim.budget import check_memory, human, memory_limit
 from lrsim.config import Experiment, load_with_text
 from lrsim.errors import ConfigError, Interrupted, LrsimError
 from lrsim.outdir import claim
@@ -26,6 +28,9 @@ from lrsim.scan.expand import RunSpec, expand
 from lrsim.scan.jobs import DEFAULT_MAX_GROUP, Job, plan_jobs
 from lrsim.scan.table import scan_spec
 from lrsim.scan.worker import Result, record, run_job
+
+WORKER_BASE_BYTES = 512 * 2**20  # a worker process with torch, xarray and Dask imported
+log = logging.getLogger("lrsim")
 
 
 @dataclass
@@ -65,16 +70,46 @@ def group_cap(exp: Experiment, max_group: int | None) -> int:
     return cap
 
 
+@dataclass
+class Plan:
+    """A checked scan: the experiment, its effective text (the file, or the file with the
+    overrides set), its runs, the group cap, and the memory estimate of its largest job."""
+
+    exp: Experiment
+    text: str
+    runs: list[RunSpec]
+    cap: int
+    largest_job_bytes: int
+
+
 def plan(path: Path, overrides: list[str] | tuple[str, ...] = (),
-         max_group: int | None = None) -> tuple[Experiment, str, list[RunSpec], int]:
-    """Load and expand the experiment, and check that its largest job fits in memory:
-    (experiment, its effective text, runs, group cap)."""
+         max_group: int | None = None) -> Plan:
+    """Load and expand the experiment, and check that its largest job fits in memory."""
     exp, text = load_with_text(path, overrides)
     runs = expand(exp, str(path))
     cap = group_cap(exp, max_group)
+    largest = 0
     for job in plan_jobs(runs, cap):
-        check_memory(job.experiment(), f"{path}: a job of {len(job.runs)} batched runs")
-    return exp, text, runs, cap
+        need = check_memory(job.experiment(), f"{path}: a job of {len(job.runs)} batched runs")
+        largest = max(largest, need)
+    log.info("%s: %d runs in %d groups, at most %d per job; largest job about %s", path,
+             len(runs), len({r.group for r in runs}), cap, human(largest))
+    return Plan(exp, text, runs, cap, largest)
+
+
+def check_workers(workers: int | None, largest_job_bytes: int,
+                  limit: int | None = None) -> None:
+    """Refuse an embedded cluster whose workers, each holding a job, cannot fit in memory
+    together (`WORKER_BASE_BYTES` per process for its imports, plus the largest job)."""
+    n = workers or os.cpu_count() or 1
+    have = memory_limit() if limit is None else limit
+    per = WORKER_BASE_BYTES + largest_job_bytes
+    if n * per > have:
+        fit = max(have // per, 0)
+        hint = f"use --workers {fit}" if fit >= 1 else "use a smaller [scan] max_group"
+        raise ConfigError(f"{n} workers need about {human(n * per)} of memory ({n} x "
+                          f"({human(WORKER_BASE_BYTES)} per process + {human(largest_job_bytes)}"
+                          f" per job)); this machine has {human(have)}: {hint}")
 
 
 def run_scan(path: str | Path, out: str | Path, *, workers: int | None = None,
@@ -96,17 +131,21 @@ def run_scan(path: str | Path, out: str | Path, *, workers: int | None = None,
     """
     start = time.perf_counter()
     path, out = Path(path), Path(out).expanduser().absolute()
-    exp, text, runs, cap = plan(path, overrides, max_group)
+    p = plan(path, overrides, max_group)
+    exp, text, runs, cap = p.exp, p.text, p.runs, p.cap
     spec = exp.cluster
     kind = cluster or (spec.kind if spec is not None else None)
     where = Where(workers=workers, scheduler=scheduler, cluster=kind, spec=spec,
                   tls_ca_file=tls_ca_file, tls_cert=tls_cert, tls_key=tls_key,
                   dashboard=dashboard)
     where.check()
+    if not scheduler and not kind:
+        check_workers(workers, p.largest_job_bytes)
     folder.check(out, str(path), exp, force)
     summary = ScanSummary(out, len(runs))
     done = folder.finished_runs(out) if out.is_dir() else set()
     pending = [r for r in runs if r.run_id not in done]
+    log.info("%s: %d of %d runs to do", out, len(pending), len(runs))
     with (client_for(where) if pending else _no_client()) as (client, slots):
         claim(out, "scan")
         with folder.locked(out):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,10 +25,12 @@ import numpy as np
 
 from lrsim.config import Experiment, Replica, parse, run_config, run_id
 from lrsim.errors import ConfigError
-from lrsim.scan.table import scan_spec
+from lrsim.progress import Progress
+from lrsim.scan.table import ScanSpec, run_count, scan_spec
 
 PER_REPLICA = ("seed", "train.lr", "train.weight_decay", "model.init_scale")
 _SAMPLING_STREAM = 0x5CA9
+PROGRESS_FROM = 2000  # runs; expansion validates ~1 ms per run
 
 
 @dataclass(frozen=True)
@@ -89,41 +92,52 @@ def _group_key(resolved: dict[str, Any]) -> str:
     return run_id(shared)[:12]
 
 
-def expand(exp: Experiment, source: str = "experiment") -> list[RunSpec]:
-    """The runs of `exp`'s `[scan]`: grid points x samples x seeds, in a fixed order (grid axes
-    in file order, the last varying fastest; then draws; then seeds). Each run's configuration
-    is validated like an experiment file; a bad one is refused naming the scanned values."""
-    from lrsim.models.tasks import tasks
-    from lrsim.rules import rules
-
-    spec = scan_spec(exp)
-    base = run_config(exp)
+def _assignments(exp: Experiment, spec: ScanSpec) -> Iterator[tuple[dict[str, Any], Any]]:
+    """(scanned values, seed) of every run, in the scan's order."""
     grid_axes = [(k, v) for k, v in spec.axes if k != "seed"]
+    keys = [k for k, _ in grid_axes]
     seed_axis = dict(spec.axes).get("seed")
     seed_drawn = any(d.key == "seed" for d in spec.distributions)
     default_seeds = tuple(exp.seed + k for k in range(exp.train.replicas))
-    points = list(itertools.product(*[v for _, v in grid_axes]))
-    runs: list[RunSpec] = []
-    seen: dict[str, int] = {}
-    for g, point in enumerate(points):
+    for g, point in enumerate(itertools.product(*[v for _, v in grid_axes])):
         for j in range(spec.samples):
             rng = np.random.default_rng([exp.seed, _SAMPLING_STREAM, g, j])
             drawn = {d.key: d.draw(rng) for d in spec.distributions}
             seeds = (seed_axis if seed_axis is not None
                      else (drawn["seed"],) if seed_drawn else default_seeds)
             for seed in seeds:
-                assign = {**dict(zip([k for k, _ in grid_axes], point)), **drawn}
+                assign = {**dict(zip(keys, point)), **drawn}
                 if seed_axis is not None or seed_drawn:
                     assign["seed"] = seed
-                runs.append(_resolve_run(base, assign, seed, len(runs), source, rules, tasks))
-                rid = runs[-1].run_id
-                if rid in seen:
-                    other = runs[seen[rid]]
-                    raise ConfigError(
-                        f"{source}: [scan] runs {other.index} ({fmt(other.params)}) and "
-                        f"{len(runs) - 1} ({fmt(assign)}) are the same configuration "
-                        f"(run id {rid}); remove the repeated value")
-                seen[rid] = len(runs) - 1
+                yield assign, seed
+
+
+def expand(exp: Experiment, source: str = "experiment") -> list[RunSpec]:
+    """The runs of `exp`'s `[scan]`: grid points x samples x seeds, in a fixed order (grid axes
+    in file order, the last varying fastest; then draws; then seeds). Each run's configuration
+    is validated like an experiment file; a bad one is refused naming the scanned values.
+    Progress is shown from `PROGRESS_FROM` runs on."""
+    from lrsim.models.tasks import tasks
+    from lrsim.rules import rules
+
+    spec = scan_spec(exp)
+    base = run_config(exp)
+    total = run_count(exp, spec)
+    runs: list[RunSpec] = []
+    seen: dict[str, int] = {}
+    with Progress(total, "expand", "run", enabled=None if total >= PROGRESS_FROM else False,
+                  leave=False) as bar:
+        for assign, seed in _assignments(exp, spec):
+            run = _resolve_run(base, assign, seed, len(runs), source, rules, tasks)
+            if run.run_id in seen:
+                other = runs[seen[run.run_id]]
+                raise ConfigError(
+                    f"{source}: [scan] runs {other.index} ({fmt(other.params)}) and "
+                    f"{run.index} ({fmt(assign)}) are the same configuration "
+                    f"(run id {run.run_id}); remove the repeated value")
+            seen[run.run_id] = run.index
+            runs.append(run)
+            bar.update(1)
     return runs
 
 
