@@ -9,6 +9,7 @@ worker as bytes and is written here, atomically; the manifest is rewritten after
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -146,7 +147,8 @@ def run_scan(path: str | Path, out: str | Path, *, workers: int | None = None,
     done = folder.finished_runs(out) if out.is_dir() else set()
     pending = [r for r in runs if r.run_id not in done]
     log.info("%s: %d of %d runs to do", out, len(pending), len(runs))
-    with (client_for(where) if pending else _no_client()) as (client, slots):
+    connect = client_for(where) if pending else contextlib.nullcontext((None, 1))
+    with connect as (client, slots):
         claim(out, "scan")
         with folder.locked(out):
             previous = folder.prepare(out, text, exp, runs)
@@ -167,14 +169,6 @@ def run_scan(path: str | Path, out: str | Path, *, workers: int | None = None,
                 _execute(client, jobs, out, manifest, summary, progress)
     summary.seconds = time.perf_counter() - start
     return summary
-
-
-class _no_client:
-    def __enter__(self) -> tuple[None, int]:
-        return None, 1
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
 
 
 def _take(results: list[Result], out: Path, job: Job, manifest: folder.Manifest,
