@@ -112,12 +112,14 @@ def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args) or 0)
     except Interrupted as err:
+        _quiet_shutdown()
         print(f"lrsim: {err}", file=sys.stderr)
         return 130
     except LrsimError as err:
         print(f"lrsim: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        _quiet_shutdown()
         print("lrsim: interrupted", file=sys.stderr)
         return 130
     except MemoryError:
@@ -126,6 +128,16 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     except BrokenPipeError:  # e.g. `lrsim rules | head`
         return 0
+
+
+def _quiet_shutdown() -> None:
+    """After Ctrl-C, the interrupted machinery (a Dask client whose event loop is gone) may
+    complain while the interpreter exits; the one line that was printed says all there is."""
+    import logging
+
+    sys.unraisablehook = lambda _: None
+    for name in ("distributed", "tornado", "asyncio"):
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
 
 
 if __name__ == "__main__":
