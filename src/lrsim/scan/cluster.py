@@ -205,7 +205,11 @@ def quietly(close: Any) -> None:
             warnings.simplefilter("ignore")
             close()
     except Exception:  # noqa: BLE001 - closing is best effort; the results are on disk
-        pass
+        from distributed import Client
+
+        owner = getattr(close, "__self__", None)
+        if isinstance(owner, Client):  # else its __del__ tries again on a closed event loop
+            owner.status = "closed"
     finally:
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
