@@ -22,6 +22,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import warnings
 from collections.abc import Iterator
@@ -286,10 +287,30 @@ def jobqueue_cluster(kind: str, spec: ClusterSpec | None, dashboard: str | None 
             raise ConfigError(f"[cluster] ({kind}): {err}") from None
 
 
+def _ignore_late_client_close() -> None:
+    """A Dask Client collected after its event loop closed (after Ctrl-C) reports 'IOLoop is
+    closed' from `__del__` as an unraisable exception: drop that one report, pass on all
+    others."""
+    original = sys.unraisablehook
+    if getattr(original, "lrsim_filter", False):
+        return
+
+    def hook(unraisable: Any) -> None:
+        if (isinstance(unraisable.exc_value, RuntimeError)
+                and "IOLoop is closed" in str(unraisable.exc_value)):
+            return
+        original(unraisable)
+
+    hook.lrsim_filter = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
+
+
 @contextlib.contextmanager
 def client_for(where: Where) -> Iterator[tuple[Any, int]]:
     """A connected Dask client and the number of worker slots to plan for."""
     from distributed import Client
+
+    _ignore_late_client_close()
 
     if where.scheduler:
         security = user_security(where)
