@@ -177,7 +177,7 @@ class Manifest:
 
     def __init__(self, out: Path, source: str, exp: Experiment, runs: list[RunSpec],
                  overrides: list[str] | None = None):
-        from lrsim import __version__
+        from lrsim.version import __version__
 
         self.out, self.runs = out, runs
         self.head = {"experiment": source, "overrides": list(overrides or []),
