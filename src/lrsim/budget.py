@@ -30,7 +30,8 @@ from pathlib import Path
 from lrsim.config import Experiment
 from lrsim.errors import ConfigError
 
-_TASK_DIMS = {"digits": (64, 10, 1797), "mnist": (784, 10, 70_000)}
+_TASK_DIMS = {"digits": (64, 10, 1797), "mnist": (784, 10, 70_000),
+              "cifar10": (3072, 10, 60_000)}
 
 
 def _task_dims(exp: Experiment) -> tuple[int, int, int]:
