@@ -135,15 +135,15 @@ class Adam:
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
 
     def init(self, params: list[Tensor]) -> dict:
-        return {"t": 0, "m": [torch.zeros_like(p) for p in params],
+        # per parameter: moments m, v; the normalised step (the fused kernel's output); the
+        # step count t as a tensor (a CUDA graph replays its increment; a Python int would be
+        # frozen)
+        return {"m": [torch.zeros_like(p) for p in params],
                 "v": [torch.zeros_like(p) for p in params],
-                # the normalised steps (fused kernel's output) and its step counters
                 "step": [torch.zeros_like(p) for p in params],
-                "count": [torch.zeros((), dtype=torch.float32, device=p.device)
-                          for p in params]}
+                "t": [torch.zeros((), dtype=torch.float32, device=p.device) for p in params]}
 
     def transform(self, grads: list[Tensor], state: dict) -> tuple[list[Tensor], dict]:
-        state["t"] += 1
         for i, g in enumerate(grads):
             self._step(i, g, state)
         return list(state["step"][:len(grads)]), state
@@ -152,17 +152,17 @@ class Adam:
         """state['step'][i] <- m_hat / (sqrt(v_hat) + eps), moments updated, in one kernel where
         torch has it (a zeroed buffer stepped with lr = -1 receives the normalised step)."""
         out, m, v = state["step"][i], state["m"][i], state["v"][i]
-        count = state["count"][i]
-        count.add_(1)  # on the device: a captured CUDA graph replays the increment
+        t = state["t"][i]
+        t.add_(1)
         if _FUSED_ADAM and out.device.type in ("cpu", "cuda") and g.is_contiguous():
             out.zero_()
-            torch._fused_adam_([out], [g], [m], [v], [], [count], lr=-1.0, beta1=self.beta1,
+            torch._fused_adam_([out], [g], [m], [v], [], [t], lr=-1.0, beta1=self.beta1,
                                beta2=self.beta2, weight_decay=0.0, eps=self.eps,
                                amsgrad=False, maximize=False)
             return out
-        t = state["t"]
         m.mul_(self.beta1).add_(g, alpha=1 - self.beta1)
         v.mul_(self.beta2).addcmul_(g, g, value=1 - self.beta2)
+        t = t.to(g.dtype)
         c1, c2 = 1 - self.beta1**t, 1 - self.beta2**t
         torch.div(m, c1, out=out)
         return out.div_((v / c2).sqrt_().add_(self.eps))
@@ -170,7 +170,6 @@ class Adam:
     def update(self, params: list[Tensor], terms: list[Term], lr: Tensor | float, state: dict,
                keep_steps: bool = False) -> list[Tensor | None]:
         """The fused moment update into the step buffer, then p -= lr step."""
-        state["t"] += 1
         steps: list[Tensor | None] = []
         for i, (p, term) in enumerate(zip(params, terms)):
             s = self._step(i, _grad(term), state)
