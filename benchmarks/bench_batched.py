@@ -98,8 +98,9 @@ class FusedStep:
     """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, width: int, k: int, optimizer: str,
-                 chunk: int | None = None, adam_impl: str = "ops"):
+                 chunk: int | None = None, adam_impl: str = "ops", transposed: bool = False):
         self.x, self.y, self.k = x, y, k
+        self.transposed = transposed
         self.net = RateNetwork([N_IN, width, width, N_OUT], "relu", seeds=list(range(k)))
         self.lr = torch.full((k, 1, 1), LR)
         self.opt, self.chunk = optimizer, chunk or k
@@ -132,7 +133,10 @@ class FusedStep:
         n_l = len(ws)
         for l, (w, b) in enumerate(zip(ws, bs)):
             pre.append(h)
-            z = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
+            if self.transposed:  # z^T = W h^T + b: (K, n_out, N) in memory, z a view
+                z = torch.baddbmm(b.unsqueeze(2), w, h.transpose(1, 2)).transpose(1, 2)
+            else:
+                z = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
             if l < n_l - 1:
                 h = torch.relu(z)
                 ders.append(h.sign())  # relu'(z) as 0/1 in one pass (`z > 0` + cast: two)
@@ -222,6 +226,8 @@ def measure(width: int, k: int, optimizer: str, rule: str, variants: list[str], 
         peers["vmap"] = VmapPeer(x, labels, width, k, BATCH, optimizer, LR).run
     if "fused" in variants and rule == "backprop":
         peers["fused"] = FusedStep(x, onehot, width, k, optimizer, None, adam_impl).run
+        peers["fusedT"] = FusedStep(x, onehot, width, k, optimizer, None, adam_impl,
+                                    transposed=True).run
         if chunk and chunk < k:
             peers[f"fused/{chunk}"] = FusedStep(x, onehot, width, k, optimizer, chunk,
                                                 adam_impl).run
@@ -257,7 +263,12 @@ def main() -> None:
     ap.add_argument("--adam", default="ops", choices=["ops", "compile"],
                     help="fused prototype's adam update: in-place ops or torch.compile")
     ap.add_argument("--json", default=None, help="append rows as JSON lines to this file")
+    ap.add_argument("--render", default=None, metavar="JSONL",
+                    help="print the markdown table of the rows in JSONL (no measuring)")
     args = ap.parse_args()
+    if args.render:
+        print(render([json.loads(line) for line in open(args.render) if line.strip()]))
+        return
     torch.set_num_threads(1)
     peaks = [peak_flops()]
     print(f"torch {torch.__version__}, 1 thread, {platform.machine()} {os.cpu_count()} cores, "
@@ -293,6 +304,25 @@ def main() -> None:
                 if args.json:
                     with open(args.json, "a") as fh:
                         fh.write(json.dumps(row) + "\n")
+
+
+def render(rows: list[dict]) -> str:
+    """Markdown table: per point lrsim's s/step and % of peak, and each variant's time as a
+    multiple of lrsim's (median of the per-round ratios, [min-max])."""
+    names = [n for n in ("loop", "vmap", "biotorch", "fused") if any(n in r for r in rows)]
+    head = {"loop": "torch.nn loop / lrsim", "vmap": "vmap peer / lrsim",
+            "biotorch": "BioTorch FA loop / lrsim", "fused": "prototype / lrsim"}
+    out = ["| rule, optimizer | width | K | lrsim s/step | lrsim % of peak | "
+           + " | ".join(head[n] for n in names) + " |",
+           "| --- | ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in names) + " |"]
+    for r in rows:
+        cells = []
+        for n in names:
+            v = r.get(n)
+            cells.append(f"{v['ratio']:.2f}x [{v['lo']:.2f}-{v['hi']:.2f}]" if v else "")
+        out.append(f"| {r['rule']}, {r['optimizer']} | {r['width']} | {r['K']} | "
+                   f"{r['lrsim_s']:.2e} | {r['pct_peak']:.0f}% | " + " | ".join(cells) + " |")
+    return "\n".join(out)
 
 
 if __name__ == "__main__":
