@@ -35,41 +35,67 @@ class GraphUnsafe(RuntimeError):
     """The step cannot be replayed from a graph (see the module docstring)."""
 
 
-def in_place(fn: Callable[[], None], get_state: Callable[[], Any],
-             set_state: Callable[[Any], None]) -> Callable[[], None]:
-    """Wrap `fn` so that the state it replaces is copied into the tensors it started from.
+class InPlace:
+    """`fn` wrapped so that the state it replaces is copied into the tensors it started from.
 
-    get_state() returns a pytree of the step's state (tensors, lists, dicts); after fn(), a
+    get_state() returns a pytree of the step's state (tensors, lists, dicts). After fn(), a
     tensor leaf that fn replaced is copied into the original tensor and the original tree is
-    put back with set_state. Raises GraphUnsafe if the tree's structure or a non-tensor leaf
-    changed."""
+    put back with set_state: the call is `stable`, the form a graph can replay. A call that
+    changes the tree's structure or a non-tensor leaf (a feedback matrix created at the first
+    step, a Python number) keeps the new state and is not stable; `strict` raises GraphUnsafe
+    instead (used while capturing)."""
 
-    def run() -> None:
-        before = get_state()
+    def __init__(self, fn: Callable[[], None], get_state: Callable[[], Any],
+                 set_state: Callable[[Any], None]):
+        self.fn, self.get_state, self.set_state = fn, get_state, set_state
+        self.stable = False
+        self.strict = False
+
+    def __call__(self) -> None:
+        before = self.get_state()
         leaves_b, spec_b = tree_flatten(before)
-        fn()
-        leaves_a, spec_a = tree_flatten(get_state())
+        self.fn()
+        leaves_a, spec_a = tree_flatten(self.get_state())
+        why = None
         if spec_a != spec_b:
-            raise GraphUnsafe("the step changed the structure of its state")
+            why = "the step changed the structure of its state"
+        else:
+            for a, b in zip(leaves_b, leaves_a):
+                if (not isinstance(a, Tensor) or not isinstance(b, Tensor)) and a is not b \
+                        and (isinstance(a, Tensor) or isinstance(b, Tensor) or a != b):
+                    why = f"the step changed a non-tensor state value ({_short(a)} -> " \
+                          f"{_short(b)})"
+                    break
+        self.stable = why is None
+        if why is not None:
+            if self.strict:
+                raise GraphUnsafe(why)
+            return
         for a, b in zip(leaves_b, leaves_a):
-            if isinstance(a, Tensor):
-                if b is not a:
-                    a.copy_(b)
-            elif a is not b and a != b:
-                raise GraphUnsafe(f"the step changed a non-tensor state value ({a!r} -> {b!r})")
-        set_state(before)
+            if isinstance(a, Tensor) and b is not a:
+                a.copy_(b)
+        self.set_state(before)
 
-    return run
+
+def in_place(fn: Callable[[], None], get_state: Callable[[], Any],
+             set_state: Callable[[Any], None]) -> InPlace:
+    """`InPlace(fn, get_state, set_state)`."""
+    return InPlace(fn, get_state, set_state)
+
+
+def _short(x: Any) -> str:
+    return f"tensor{tuple(x.shape)}" if isinstance(x, Tensor) else repr(x)
 
 
 class GraphedStep:
-    """Call `fn` (an `in_place` step) eagerly `warmup` times, then capture it in a CUDA graph and
-    replay the graph on every later call."""
+    """Call `fn` (an `InPlace` step) eagerly at least `warmup` times and until a call was
+    stable, then capture it in a CUDA graph and replay the graph on every later call (eager
+    for good if no call is stable within `max_warmup` calls or capture fails)."""
 
-    def __init__(self, fn: Callable[[], None], get_state: Callable[[], Any],
-                 set_state: Callable[[Any], None], warmup: int = 3):
+    def __init__(self, fn: InPlace, get_state: Callable[[], Any],
+                 set_state: Callable[[Any], None], warmup: int = 3, max_warmup: int = 20):
         self.fn, self.get_state, self.set_state = fn, get_state, set_state
-        self.warmup, self.calls = warmup, 0
+        self.warmup, self.max_warmup, self.calls = warmup, max_warmup, 0
         self.graph: torch.cuda.CUDAGraph | None = None
         self.failed: str | None = None
 
@@ -77,16 +103,20 @@ class GraphedStep:
         if self.graph is not None:
             self.graph.replay()
             return
-        if self.failed is not None or self.calls < self.warmup:
+        if self.failed is None and self.calls >= self.max_warmup:
+            self.failed = f"no stable step in {self.max_warmup} eager steps"
+        if self.failed is not None or self.calls < self.warmup or not self.fn.stable:
             self._eager()
             return
         saved = self.get_state()
         graph = torch.cuda.CUDAGraph()
         try:
             torch.cuda.synchronize()
+            self.fn.strict = True
             with torch.cuda.graph(graph):
                 self.fn()
         except Exception as err:  # noqa: BLE001 - any capture failure: run eagerly instead
+            self.fn.strict = False
             self.set_state(saved)
             self.failed = f"{type(err).__name__}: {err}"
             print(f"lrsim: CUDA graph capture failed ({self.failed}); running the step "
@@ -94,6 +124,7 @@ class GraphedStep:
             torch.cuda.synchronize()
             self._eager()
             return
+        self.fn.strict = False
         self.graph = graph
         graph.replay()  # capture records without running: this call's step happens now
 

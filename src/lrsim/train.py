@@ -20,11 +20,12 @@ from torch import Tensor
 
 from lrsim.config import Experiment, Replica
 from lrsim.config import replicas as default_replicas
+from lrsim.cuda_graph import GraphedStep, in_place
 from lrsim.errors import LrsimError
 from lrsim.experiment import finite_or_none
 from lrsim.models.rate import RateNetwork, loss_and_error
 from lrsim.models.tasks import Task, tasks
-from lrsim.optimizers import optimizers
+from lrsim.optimizers import Outer, optimizers
 from lrsim.rules import rules
 from lrsim.rules.base import (
     ReplicaNoise,
@@ -161,8 +162,15 @@ def evaluate(net: RateNetwork, task: Task, x: Tensor, y: Tensor, labels: Tensor 
 
 @torch.no_grad()
 def train(exp: Experiment, reps: list[Replica] | None = None,
-          observers: list[Observer] | None = None, progress: bool = False) -> TrainResult:
-    """Train the replicas of `exp` (default: seeds seed..seed+K-1) together; return summaries."""
+          observers: list[Observer] | None = None, progress: bool = False,
+          cuda_graph: bool | str = True) -> TrainResult:
+    """Train the replicas of `exp` (default: seeds seed..seed+K-1) together; return summaries.
+
+    On a CUDA device the step is captured once and replayed as a CUDA graph (`cuda_graph`;
+    not for rules that draw noise on the host); `result.extra['cuda_graph']` says whether it
+    was replayed. cuda_graph = "static" runs the replayable form of the step (inputs in fixed
+    buffers, replaced state copied back in place) eagerly on any device: a check of that
+    plumbing where no GPU is present."""
     if exp.substrate != "rate":
         raise LrsimError(f"substrate '{exp.substrate}' is not run by the rate trainer")
     reps = reps or default_replicas(exp)
@@ -180,6 +188,8 @@ def train(exp: Experiment, reps: list[Replica] | None = None,
     sampler = BatchSampler(len(task.x_train), exp.train.batch_size, [r.seed for r in reps], device)
     noise = ReplicaNoise([r.seed for r in reps])
     L = net.n_layers
+    fused = type(rule).plasticity is Rule.plasticity
+    keep_steps = type(rule).feedback is not Rule.feedback
     ctx = TrainContext(exp, task, net, rule, state, reps, device, dtype, [None] * len(reps))
     observers = list(observers or [])
     schedule: dict[int, list[Observer]] = {}
@@ -194,40 +204,72 @@ def train(exp: Experiment, reps: list[Replica] | None = None,
         from tqdm import tqdm
         bar = tqdm(total=exp.train.steps, desc=f"{exp.rule.name} x{len(reps)}", unit="step",
                    mininterval=0.5, leave=False)
+    held = {"rule": state, "opt": opt_state}
+
+    def one_step(idx: Tensor, step: int | Tensor) -> None:
+        flat = idx.reshape(-1)
+        x = task.x_train.index_select(0, flat).view(*idx.shape, -1)
+        t = task.y_train.index_select(0, flat).view(*idx.shape, -1)
+        fw = net.forward(x)
+        loss, e = loss_and_error(fw.z[-1], t, task.loss)
+        ctx.batch_loss = loss
+        first_bad.masked_fill_(~torch.isfinite(loss) & (first_bad < 0), step)
+        sig = Signals(pre=fw.pre, post=fw.post, derivative=fw.derivative, output_error=e,
+                      target=t, own_weights=net.weights, downstream_weights=net.weights[1:],
+                      noise=noise).restrict(rule.signals)
+        m = rule.credit(held["rule"], sig)
+        if fused:  # the three-factor term, left for the optimizer to fold into its update
+            terms = [Outer(m_l, fw.pre[l]) for l, m_l in enumerate(m)]
+            bterms = [m_l.mean(1) for m_l in m]
+        else:
+            grads = rule.plasticity(held["rule"], sig, m)
+            terms, bterms = [g for g, _ in grads], [g for _, g in grads]
+        if has_decay:  # W <- W (1 - lr d) - lr step
+            for w in net.weights:
+                w.mul_(1 - lr * decay)
+        params = net.weights + (net.biases if net.bias else [])
+        steps = opt.update(params, terms + (bterms if net.bias else []), lr, held["opt"],
+                           keep_steps=keep_steps)
+        held["rule"] = rule.feedback(held["rule"], sig, m, steps[:L], lr, **feedback_kw)
+        ctx.rule_state = held["rule"]
+
+    graphed: Any = None
+    static = cuda_graph == "static"
+    if (static or device.type == "cuda" and cuda_graph) and "noise" not in rule.signals:
+        idx_buf = torch.zeros((len(reps), sampler.b), dtype=torch.long, device=device)
+        step_buf = torch.zeros((), dtype=torch.long, device=device)
+
+        def get_state() -> Any:
+            return dict(held)
+
+        def set_state(saved: Any) -> None:
+            held.update(saved)
+            ctx.rule_state = held["rule"]
+
+        replayable = in_place(lambda: one_step(idx_buf, step_buf), get_state, set_state)
+        graphed = replayable if static else GraphedStep(replayable, get_state, set_state)
     for step in range(exp.train.steps + 1):
         if step % DIVERGENCE_CHECK_EVERY == 0 or step in schedule or step == exp.train.steps:
             _mark_divergence(ctx, first_bad, lr, step)
         for ob in schedule.get(step, ()):
-            ctx.rule_state = state
             ob.record(step, ctx)
         if step == exp.train.steps:
             break
-        idx = sampler.next()
-        x, t = task.x_train[idx], task.y_train[idx]
-        fw = net.forward(x)
-        loss, e = loss_and_error(fw.z[-1], t, task.loss)
-        ctx.batch_loss = loss
-        bad = ~torch.isfinite(loss)
-        first_bad = torch.where(bad & (first_bad < 0), torch.full_like(first_bad, step), first_bad)
-        sig = Signals(pre=fw.pre, post=fw.post, derivative=fw.derivative, output_error=e,
-                      target=t, own_weights=net.weights, downstream_weights=net.weights[1:],
-                      noise=noise).restrict(rule.signals)
-        m = rule.credit(state, sig)
-        grads = rule.plasticity(state, sig, m)
-        steps, opt_state = opt.transform([g for g, _ in grads] + [g for _, g in grads], opt_state)
-        for l in range(L):
-            # W <- W - lr (step + decay W), as W (1 - lr decay) - lr step: two passes over W
-            if has_decay:
-                net.weights[l].mul_(1 - lr * decay)
-            net.weights[l].addcmul_(lr, steps[l], value=-1)
-            if net.bias:
-                net.biases[l] -= lr[:, :, 0] * steps[L + l]
-        state = rule.feedback(state, sig, m, steps[:L], lr, **feedback_kw)
-        ctx.rule_state = state
+        if graphed is None:
+            one_step(sampler.next(), step)
+        else:
+            idx_buf.copy_(sampler.next())
+            step_buf.fill_(step)
+            graphed()
         if bar is not None:
             bar.update(1)
     if bar is not None:
         bar.close()
+    state = held["rule"]
+    extra = {}
+    if isinstance(graphed, GraphedStep):
+        extra["cuda_graph"] = "replayed" if graphed.graph is not None else \
+            f"eager ({graphed.failed or 'too few steps to capture'})"
 
     train_loss, _ = evaluate(net, task, task.x_train, task.y_train, task.labels_train)
     test_loss, test_acc = evaluate(net, task, task.x_test, task.y_test, task.labels_test)
@@ -242,12 +284,14 @@ def train(exp: Experiment, reps: list[Replica] | None = None,
                 if arr is not None:
                     arr[k] = np.nan
     return TrainResult(reps, final[0], final[1], final[2], status,
-                       ctx.diverged_step, align, ctx)
+                       ctx.diverged_step, align, ctx, extra)
 
 
 def _mark_divergence(ctx: TrainContext, first_bad: Tensor, lr: Tensor, step: int) -> None:
     """Freeze replicas whose loss or weights became non-finite; remember the step."""
-    finite_w = torch.stack([torch.isfinite(w).flatten(1).all(1) for w in ctx.net.weights]).all(0)
+    # a sum is non-finite iff an entry is (or the sum overflows: |W| ~ 1e38, diverged anyway);
+    # one reduction instead of isfinite's elementwise pass and a boolean reduction
+    finite_w = torch.isfinite(torch.stack([w.sum((1, 2)) for w in ctx.net.weights])).all(0)
     bad_idx = torch.nonzero((first_bad >= 0) | ~finite_w).flatten().tolist()
     for k in bad_idx:
         if ctx.diverged_step[k] is None:
