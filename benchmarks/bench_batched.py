@@ -3,11 +3,12 @@
 Networks 64 -> w -> w -> 10 (relu, cross-entropy, bias), batch 32 drawn per network from the
 digits training set, all K networks at lr 0.01. Variants (`benchmarks/peers.py`):
 
-  lrsim   `lrsim.train.train` itself, observers off: the timed steps are the trainer's own loop
-          (sampling, forward, rule, optimizer, update, divergence check every 25 steps). A
-          timing observer (`Interleave`) is called by the trainer every `every` steps; it reads
-          the clock, runs the other variants for `every` steps each, and reads the clock again,
-          so every round times all variants back to back under the same load.
+  lrsim   the trainer itself (`lrsim.models.rate.train.train`), observers off: the timed steps
+          are the trainer's own loop (sampling, forward, rule, optimizer, update, divergence
+          check every 25 steps). A timing observer (`Interleave`) is called by the trainer
+          every `every` steps; it reads the clock, runs the other variants for `every` steps
+          each, and reads the clock again, so every round times all variants back to back
+          under the same load.
   loop    K `torch.nn` MLPs, autograd and `torch.optim`, one at a time in a Python loop
           (timed on min(K, 8) networks and scaled to K: they are independent).
   vmap    the peer: `torch.func.vmap(grad(functional_call))` over the K stacked MLPs, one
@@ -49,8 +50,8 @@ from peers import NNLoop, VmapPeer, biotorch_fa  # noqa: E402
 
 from lrsim.config import parse  # noqa: E402
 from lrsim.models.rate import RateNetwork  # noqa: E402
+from lrsim.models.rate.train import train  # noqa: E402
 from lrsim.models.tasks import tasks  # noqa: E402
-from lrsim.train import train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH, N_IN, N_OUT, LR = 32, 64, 10, 0.01

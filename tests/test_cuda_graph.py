@@ -100,7 +100,7 @@ def _diverging(exp):
 def test_replayable_step_equals_the_eager_step_on_cpu(rule, optimizer):
     """The step in its replayable form (fixed input buffers, state copied back in place, step
     count on the device) trains exactly as the ordinary step, divergence included."""
-    from lrsim.train import train
+    from lrsim.models.rate.train import train
 
     exp = _exp(rule, optimizer)
     reps = _diverging(exp)
@@ -124,7 +124,7 @@ def test_replayable_step_equals_the_eager_step_on_cpu(rule, optimizer):
 def test_cuda_graph_training_equals_eager_cuda_training(rule, optimizer):
     """On a GPU: the replayed graph trains as the eager step does (float32, 40 steps, a
     diverging replica), and the graph was in fact replayed."""
-    from lrsim.train import train
+    from lrsim.models.rate.train import train
 
     exp = _exp(rule, optimizer, device="cuda", dtype="float32")
     reps = _diverging(exp)

@@ -11,10 +11,10 @@ import torch
 from lrsim.config import parse
 from lrsim.config import replicas as default_replicas
 from lrsim.models.rate import RateNetwork
+from lrsim.models.rate.train import BatchSampler, train
 from lrsim.models.tasks import tasks
 from lrsim.rules import rules
-from lrsim.rules.base import ReplicaNoise, Signals, feedback_takes_decay
-from lrsim.train import BatchSampler, train
+from lrsim.rules.base import ReplicaNoise, Signals
 
 STEPS = 30
 LRS = [0.05, 0.1, 0.02]
@@ -47,7 +47,6 @@ def reference(exp, reps, dtype):
     params = w + b
     m1 = [torch.zeros_like(p) for p in params]
     m2 = [torch.zeros_like(p) for p in params]
-    kw = {"decay": decay} if feedback_takes_decay(rule) else {}
     for t in range(1, STEPS + 1):
         idx = sampler.next()
         x, y = xs[idx], ys[idx]
@@ -79,7 +78,7 @@ def reference(exp, reps, dtype):
         w[:] = [w[l] - lr * (steps[l] + decay * w[l]) for l in range(n)]
         b[:] = [b[l] - lr[:, :, 0] * steps[n + l] for l in range(n)]
         sig = Signals(pre, post, der, e, y, w, w[1:], noise).restrict(rule.signals)
-        state = rule.feedback(state, sig, m, steps[:n], lr, **kw)
+        state = rule.feedback(state, sig, m, steps[:n], lr, decay)
     return w, b
 
 
