@@ -109,6 +109,8 @@ def main() -> None:
                 for key, steps in order:
                     out = Path(tmp) / f"{job.index}-{key}-{r}"
                     per_job[job.index][key].append(timed_job(with_steps(job, steps), out))
+                print(f"  round {r} job {job.index}: {s1} steps {per_job[job.index]['t1'][-1]:.1f}"
+                      f" s, {s2} steps {per_job[job.index]['t2'][-1]:.1f} s CPU", flush=True)
     rows = []
     for job in sample:
         t1 = statistics.median(per_job[job.index]["t1"])
