@@ -56,11 +56,17 @@ class Forward:
 
 
 class RateNetwork:
-    """K MLPs of widths `sizes` = [n_in, *hidden, n_out] held as batched tensors."""
+    """K networks of widths `sizes` = [n_in, *units, n_out] held as batched tensors.
+
+    `layers`: the layer kind of each layer (default: all dense, an MLP). A conv layer
+    (`lrsim.models.rate.conv.Conv2d`) counts its output channels in `sizes` (its units) and
+    gives its weight matrix shape (C_out, C_in kh kw) and output shape itself;
+    `lrsim.models.rate.conv.conv_network` builds such a network."""
 
     def __init__(self, sizes: list[int], activation: str = "relu", bias: bool = True,
                  seeds: list[int] | None = None, init_scale: Tensor | float = 1.0,
-                 dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"):
+                 dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
+                 layers: list[Layer] | None = None):
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation '{activation}'; known: {', '.join(ACTIVATIONS)}")
         seeds = list(seeds if seeds is not None else [0])
@@ -71,16 +77,23 @@ class RateNetwork:
         gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
         self.weights: list[Tensor] = []
         self.biases: list[Tensor] = []
-        for l, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        self.layers: list[Layer] = list(layers) if layers is not None \
+            else dense_layers(len(sizes) - 1)
+        n_in = sizes[0]  # values per sample reaching layer l (a conv layer's output, flat)
+        for l, n_out in enumerate(sizes[1:]):
             g = gain if l < len(sizes) - 2 else 1.0
-            w = torch.stack([torch.randn(n_out, n_in, generator=gk, dtype=torch.float64)
+            # W_l as a matrix (n_out, fan_in): dense (n_l, n_{l-1}); conv (C_out, C_in kh kw)
+            shape = getattr(self.layers[l], "matrix_shape", None) or (n_out, n_in)
+            w = torch.stack([torch.randn(shape, generator=gk, dtype=torch.float64)
                              for gk in gens])
-            w = w * (scale * g / math.sqrt(n_in)).view(-1, 1, 1)
+            w = w * (scale * g / math.sqrt(shape[1])).view(-1, 1, 1)
             self.weights.append(w.to(dtype=dtype, device=self.device))
             self.biases.append(torch.zeros(self.K, n_out, dtype=dtype, device=self.device))
+            out_shape = getattr(self.layers[l], "out_shape", None)
+            n_in = math.prod(out_shape) if out_shape else n_out
         # generators continue to be used by rules (feedback matrices) after the weights
         self.generators = gens
-        self.layers: list[Layer] = dense_layers(len(self.weights))
+        self.dense = all(layer.kind == "dense" for layer in self.layers)
 
     @property
     def n_layers(self) -> int:
@@ -121,6 +134,8 @@ class RateNetwork:
     def output(self, x: Tensor) -> Tensor:
         """Output pre-activation z_L only (no per-layer bookkeeping; the bias is added after
         the product, not fused as in `forward`: the figures of `train.evaluate`)."""
+        if not self.dense:
+            return self.activity(x)[-1]
         h = x
         for l, (w, b) in enumerate(zip(self.weights, self.biases)):
             h = torch.bmm(h, w.transpose(1, 2))

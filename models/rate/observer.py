@@ -155,7 +155,9 @@ class RateObserver:
         t = self._index[step]
         net = ctx.net
         every = net.activity(self._inputs)
-        self._add_views(net, [h[:, :self._parts[0]] for h in every])
+        # per unit: a dense layer's outputs, a conv layer's channels (mean over positions)
+        self._add_views(net, [layer.unit_activity(h[:, :self._parts[0]])
+                              for layer, h in zip(net.layers, every)])
         self._views.summarise(t)
         self._alignment[:, t] = alignment_angles(ctx.rule, ctx.rule_state, net.weights,
                                                  net.layers).numpy()

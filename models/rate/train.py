@@ -21,7 +21,8 @@ from torch import Tensor
 from lrsim.config import Experiment, Replica
 from lrsim.config import replicas as default_replicas
 from lrsim.contract import finite_or_none
-from lrsim.errors import LrsimError
+from lrsim.errors import ConfigError, LrsimError
+from lrsim.models.rate.conv import conv_network
 from lrsim.models.rate.network import RateNetwork, loss_and_error
 from lrsim.models.step import LearningStep
 from lrsim.models.tasks import Task, tasks
@@ -128,11 +129,7 @@ def build(exp: Experiment, reps: list[Replica], device: torch.device, dtype: tor
     task = tasks.create(exp.task.name, **exp.task.params)
     for name in ("x_train", "y_train", "x_test", "y_test"):
         setattr(task, name, getattr(task, name).to(device=device, dtype=dtype))
-    sizes = [task.n_in, *exp.model.hidden, task.n_out]
-    net = RateNetwork(sizes, exp.model.activation, exp.model.bias,
-                      seeds=[r.seed for r in reps],
-                      init_scale=torch.tensor([r.init_scale for r in reps]),
-                      dtype=dtype, device=device)
+    net = network(exp, task, reps, device, dtype)
     rule = rules.create(exp.rule.name, **exp.rule.params)
     opt = optimizers.create(exp.train.optimizer, **exp.train.optimizer_params())
     wd = torch.tensor([r.weight_decay for r in reps], dtype=dtype, device=device).view(-1, 1, 1)
@@ -141,10 +138,35 @@ def build(exp: Experiment, reps: list[Replica], device: torch.device, dtype: tor
     return task, net, learner
 
 
+def network(exp: Experiment, task: Task, reps: list[Replica], device: torch.device,
+            dtype: torch.dtype) -> RateNetwork:
+    """The K networks of `exp` for `task`: an MLP, or conv layers then dense ones when
+    `[model] conv` is given (`lrsim.models.rate.conv`)."""
+    m = exp.model
+    common = dict(activation=m.activation, bias=m.bias, seeds=[r.seed for r in reps],
+                  init_scale=torch.tensor([r.init_scale for r in reps]), dtype=dtype,
+                  device=device)
+    if not m.conv:
+        return RateNetwork([task.n_in, *m.hidden, task.n_out], **common)
+    if task.input_shape is None:
+        raise ConfigError(f"[model] conv needs an image task; task '{task.name}' gives flat "
+                          "vectors")
+    try:
+        return conv_network(task.input_shape, m.conv, m.hidden, task.n_out, kernel=m.kernel,
+                            stride=m.stride, padding=m.padding, pool=m.pool,
+                            pool_type=m.pool_type, **common)
+    except ValueError as err:  # geometry that does not fit the task's real images
+        raise ConfigError(f"[model] conv on task '{task.name}' images {task.input_shape}: "
+                          f"{err}") from None
+
+
 def evaluate(net: RateNetwork, task: Task, x: Tensor, y: Tensor, labels: Tensor | None,
              chunk: int = 4096) -> tuple[Tensor, Tensor | None]:
     """Mean loss (K,) and accuracy (K,) of every replica on (x, y), in chunks."""
     k = net.K
+    if not net.dense:  # conv layers: at most ~2^24 activity values per chunk and layer
+        widest = max(getattr(layer, "values_per_sample", 1) for layer in net.layers)
+        chunk = max(16, min(chunk, 2**24 // (k * widest)))
     loss_sum = torch.zeros(k, dtype=torch.float64, device=x.device)
     correct = torch.zeros(k, dtype=torch.float64, device=x.device)
     for i in range(0, len(x), chunk):
@@ -203,10 +225,10 @@ def _start_observers(observers: list[Observer], ctx: TrainContext) -> dict[int, 
 
 
 def _progress_bar(exp: Experiment, k: int) -> Any:
-    from tqdm import tqdm
+    """A bar in a terminal, a widget in a notebook, plain lines in a log (`lrsim.progress`)."""
+    from lrsim.progress import Progress
 
-    return tqdm(total=exp.train.steps, desc=f"{exp.rule.name} x{k}", unit="step",
-                mininterval=0.5, leave=False)
+    return Progress(exp.train.steps, f"{exp.rule.name} x{k}", "step", leave=False)
 
 
 def _train_step(ctx: TrainContext, idx: Tensor, noise: ReplicaNoise, lr: Tensor,

@@ -242,8 +242,10 @@ def netcdf_safe(value: Any) -> str | int | float:
 
 
 def architecture(exp: Any) -> str:
-    """Hidden widths as a string, e.g. "64-64"."""
-    return "-".join(str(h) for h in exp.model.hidden)
+    """Layer widths as a string: hidden widths, "64-64"; conv layers first as c<channels>,
+    "c16-c32-64" (conv [16, 32], hidden [64])."""
+    conv = [f"c{c}" for c in getattr(exp.model, "conv", [])]
+    return "-".join([*conv, *(str(h) for h in exp.model.hidden)])
 
 
 def run_config(exp: Any, rep: Any) -> dict[str, Any]:

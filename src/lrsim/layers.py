@@ -16,10 +16,12 @@ Every tensor has a leading replica axis K; activity also a batch axis N.
     mix(x, m)                  the layer's output units mixed by a square matrix (K, n, n)
     broadcast(e, d)            a vector signal e (K, N, n) spread over the output units by d
     units(w), input_shape(w)   output units (channels) and the shape of one input sample
+    unit_activity(h)           the layer's output activity per unit, (K, N, units) (observers)
 
-`Dense` is the only kind so far (K x N x n activity, W (K, n_out, n_in), feedback B of W^T's
-shape (K, n_in, n_out)). A convolutional kind implements the same methods with kernels (its
-feedback convention is the kernel's own shape; `as_feedback` hides the difference).
+`Dense` (K x N x n activity, W (K, n_out, n_in), feedback B of W^T's shape (K, n_in, n_out))
+lives here; the convolutional kind, `lrsim.models.rate.conv.Conv2d`, implements the same
+methods with kernels (W as a matrix (K, C_out, C_in kh kw); its feedback convention is the
+kernel's own shape, and `as_feedback` hides the difference).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class Layer(Protocol):
     def broadcast(self, e: Tensor, d: Tensor) -> Tensor: ...
     def units(self, w: Tensor) -> int: ...
     def input_shape(self, w: Tensor) -> tuple[int, ...]: ...
+    def unit_activity(self, h: Tensor) -> Tensor: ...
 
 
 def batch_mean_outer(a: Tensor, b: Tensor) -> Tensor:
@@ -117,8 +120,60 @@ class Dense:
     def input_shape(self, w: Tensor) -> tuple[int, ...]:
         return (w.shape[2],)
 
+    def unit_activity(self, h: Tensor) -> Tensor:
+        """h itself, (K, N, n_out): a dense layer's units are its outputs."""
+        return h
+
 
 DENSE = Dense()
+
+
+def conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
+    """Output length of a convolution along one axis: floor((size + 2 pad - kernel) / s) + 1."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def conv_shape(in_hw: Sequence[int], kernel: int, stride: int, padding: int, pool: int
+               ) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(convolution output H x W, after pool x pool pooling) of one conv layer; ValueError
+    naming the layer's geometry when no position is left."""
+    conv_hw = (conv_out(in_hw[0], kernel, stride, padding),
+               conv_out(in_hw[1], kernel, stride, padding))
+    if min(conv_hw) < 1:
+        raise ValueError(f"a {kernel}x{kernel} convolution with stride {stride}, padding "
+                         f"{padding} does not fit an input of {in_hw[0]}x{in_hw[1]}")
+    out_hw = (conv_hw[0] // pool, conv_hw[1] // pool)
+    if min(out_hw) < 1:
+        raise ValueError(f"pool {pool} leaves no positions of the {conv_hw[0]}x{conv_hw[1]} "
+                         "convolution output")
+    return conv_hw, out_hw
+
+
+def per_layer(value: int | Sequence[int], n: int, name: str) -> list[int]:
+    """A conv option as one value per conv layer (a number applies to all n)."""
+    if isinstance(value, int):
+        return [value] * n
+    if len(value) != n:
+        raise ValueError(f"{name} lists {len(value)} values for {n} conv layers")
+    return [int(v) for v in value]
+
+
+def conv_geometry(input_shape: Sequence[int], conv: Sequence[int],
+                  kernel: int | Sequence[int] = 3, stride: int | Sequence[int] = 1,
+                  padding: int | Sequence[int] = 1, pool: int | Sequence[int] = 1
+                  ) -> list[tuple[int, int, int, int, int, tuple[int, int]]]:
+    """Per conv layer of a `[model] conv` stack on images (C, H, W): (C_in, C_out, kernel,
+    stride, padding, pool, input H x W); ValueError where a layer does not fit."""
+    n = len(conv)
+    out = []
+    c, hw = int(input_shape[0]), (int(input_shape[1]), int(input_shape[2]))
+    for c_out, k, s, p, q in zip(conv, per_layer(kernel, n, "kernel"),
+                                 per_layer(stride, n, "stride"), per_layer(padding, n, "padding"),
+                                 per_layer(pool, n, "pool")):
+        _, out_hw = conv_shape(hw, k, s, p, q)
+        out.append((c, int(c_out), k, s, p, q, hw))
+        c, hw = int(c_out), out_hw
+    return out
 
 
 def dense_layers(n: int) -> list[Layer]:

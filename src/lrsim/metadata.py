@@ -85,7 +85,8 @@ LABELS: dict[str, Meta] = {
     "task": Meta("task", "Name of the task learned.", None),
     "activation": Meta("activation function", "relu | tanh | sigmoid | linear (lif: spiking).",
                        None),
-    "architecture": Meta("architecture", "Hidden layer widths, e.g. 64-64.", None),
+    "architecture": Meta("architecture", "Layer widths: conv channels as c<n>, then hidden "
+                         "widths, e.g. 64-64 or c16-c32-64.", None),
     "substrate": Meta("substrate", "rate (torch) or spiking (Brian2).", None),
     "seed": Meta("seed", "The run's random seed."),
     "replica": Meta("replica", "Index of the run among the replicas trained together."),

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from lrsim.contract import LABELS
-from lrsim.errors import ConfigError
+from lrsim.errors import ConfigError, LrsimError
 from lrsim.outdir import check_claim
 
 
@@ -62,7 +62,10 @@ def open_store(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_dir():
         raise ConfigError(f"store '{path}' is not a folder of run files")
-    return open_scan(path)
+    try:
+        return open_scan(path)
+    except LrsimError as err:  # the CLI has no errors='report': say what a user can do
+        raise LrsimError(str(err).replace(", or pass errors='report')", ")")) from None
 
 
 def run_identify(store: str | Path, out: str | Path, *, label: str = "rule",
@@ -107,7 +110,8 @@ def cmd_identify(args: argparse.Namespace) -> int:
     page, results = run_identify(args.store, args.out, label=args.label, holdout=args.holdout,
                                  test=args.test, classifiers=args.classifiers, quick=args.quick,
                                  splits=args.splits, permutations=args.permutations,
-                                 seed=args.seed, jobs=args.jobs, progress=sys.stderr.isatty(),
+                                 seed=args.seed, jobs=args.jobs,
+                                 progress=sys.stderr.isatty() and not args.quiet,
                                  observables=args.observables)
     print_summary(results)
     print(f"report: {page}")
