@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lrsim.cuda_graph import GraphUnsafe, in_place
+from lrsim.models.rate.cuda_graph import GraphUnsafe, in_place
 
 
 class _Holder:

@@ -21,9 +21,9 @@ from torch import Tensor
 from lrsim.config import Experiment, Replica
 from lrsim.config import replicas as default_replicas
 from lrsim.contract import finite_or_none
-from lrsim.cuda_graph import GraphedStep, in_place
 from lrsim.errors import ConfigError, LrsimError
 from lrsim.models.rate.conv import conv_network
+from lrsim.models.rate.cuda_graph import GraphedStep, in_place
 from lrsim.models.rate.network import RateNetwork, loss_and_error
 from lrsim.models.step import LearningStep
 from lrsim.models.tasks import Task, tasks
@@ -233,7 +233,7 @@ def train(exp: Experiment, reps: list[Replica] | None = None,
 
 class _Replay:
     """The step in replayable form: indices and step count copied into fixed buffers, then the
-    in-place step run (eagerly, or from a CUDA graph: `lrsim.cuda_graph`)."""
+    in-place step run (eagerly, or from a CUDA graph: `lrsim.models.rate.cuda_graph`)."""
 
     def __init__(self, run: Any, idx: Tensor, step: Tensor):
         self.run, self.idx, self.step = run, idx, step
