@@ -121,8 +121,12 @@ class FourSynapse(_FixedFeedback):
         new_b: list[torch.Tensor | None] = [None]
         for l in range(1, len(state["B"])):
             b = state["B"][l]
+            layer = s.layers[l]
             vh = self._through(s.layers[l - 1], s.pre[l], state["V"][l - 1])
-            new_b.append(b - lr * (s.layers[l].feedback_gradient(vh, m[l]) + d * b))
+            # <(V h) g^T> in B's shape: the correlation W's own term is made of (the same sum
+            # over a conv layer's positions), so B takes W's step when U = V = I
+            hebb = layer.as_feedback(layer.weight_gradient(m[l], vh, bias=False)[0])
+            new_b.append(b - lr * (hebb + d * b))
         new = {**state, "B": new_b}
         if self.variant == "self_assembling":
             new["U"], new["V"] = self._pair(state["U"], state["V"], s.noise)

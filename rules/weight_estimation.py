@@ -116,7 +116,7 @@ class WeightMirror(_LearnedFeedback):
             b, w, layer = state["B"][l], s.own_weights[l], s.layers[l]
             shape = (self.mirror_batch, *layer.input_shape(w))
             x = normal(s.noise, w.shape[0], shape, w) * self.mirror_noise
-            hebb = layer.feedback_gradient(x, layer.forward(x, w))  # mean x y^T, y = W x
+            hebb = layer.feedback_gradient(x, layer.linear(x, w))  # mean x y^T, y = W x
             new_b.append(b + self.mirror_lr * (hebb - self.mirror_decay * b))
         return {**state, "B": new_b}
 
@@ -156,7 +156,7 @@ class ActivationAlignment(_LearnedFeedback):
     def b_step(self, b, s, l, step):
         x, w, layer = s.pre[l], s.own_weights[l], s.layers[l]
         grad_b = 2 * self.alpha * b - self.beta * layer.as_feedback(w)
-        err = layer.forward(x, layer.as_weight(grad_b))  # (2 alpha B - beta W^T)^T x, (K, N, n_l)
+        err = layer.linear(x, layer.as_weight(grad_b))  # (2 alpha B - beta W^T)^T x
         return layer.feedback_gradient(x, err)  # Sigma_x (2 alpha B - beta W^T)
 
 

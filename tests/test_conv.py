@@ -20,6 +20,17 @@ def rand(gen, *shape):
     return torch.randn(*shape, generator=gen, dtype=torch.float64)
 
 
+def tap_divisor(layer: Conv2d) -> torch.Tensor:
+    """Per kernel tap, the convolution positions where it lies on the image, counted by
+    unfolding an image of ones (the zero padding contributes zeros), times the pooled share
+    H' W' / (Hc Wc); shaped like one replica's flattened kernel (C_in kh kw)."""
+    ones = torch.ones(1, 1, *layer.in_hw, dtype=torch.float64)
+    counts = F.unfold(ones, layer.kernel, padding=layer.padding, stride=layer.stride).sum(-1)
+    positions = F.unfold(ones, layer.kernel, padding=layer.padding, stride=layer.stride).shape[-1]
+    share = layer.positions / positions
+    return (counts.reshape(-1) * share).repeat(layer.c_in)
+
+
 @pytest.mark.parametrize("stride,padding,kernel,pool,pool_type", [
     (1, 1, 3, 1, "max"), (2, 1, 3, 1, "max"), (1, 0, 3, 2, "max"), (2, 0, 5, 1, "max"),
     (1, 1, 3, 2, "avg"), (1, 1, 3, 3, "max")])
@@ -50,8 +61,9 @@ def test_conv_layer_equals_autograd_per_replica(stride, padding, kernel, pool, p
         ((zr * m[r]).sum() / n).backward()  # a loss with dL/dz = m / N
         torch.testing.assert_close(gw[r], wr.grad, rtol=0, atol=TOL)
         torch.testing.assert_close(gb[r], br.grad, rtol=0, atol=TOL)
-        # the feedback kernel's Hebbian term: the same correlation, per output position
-        torch.testing.assert_close(hebb[r], wr.grad / layer.positions, rtol=0, atol=TOL)
+        # the feedback kernel's Hebbian term: the same correlation, each tap divided by the
+        # positions that carry its terms (on the image, not the padding; pooled share)
+        torch.testing.assert_close(hebb[r], wr.grad / tap_divisor(layer), rtol=0, atol=TOL)
         torch.testing.assert_close(back[r] / n, xr.grad, rtol=0, atol=TOL)
         # the feedback kernel in place of W: the input gradient of the conv whose kernel is B,
         # routed through the pooling of the forward pass (W's arg-max)
@@ -209,3 +221,84 @@ def test_cuda_conv_backprop_matches_cpu_in_float64():
     for (a, b), (c, d) in zip(cpu, gpu):
         torch.testing.assert_close(c.cpu(), a, rtol=0, atol=1e-10)
         torch.testing.assert_close(d.cpu(), b, rtol=0, atol=1e-10)
+
+
+def explicit_hebb(x: torch.Tensor, y: torch.Tensor, kernel: int, stride: int, padding: int
+                  ) -> torch.Tensor:
+    """The ground truth by explicit loops (numpy-free, no conv routine): for one replica,
+    x (N, C_in, H, W), y (N, C_out, Hc, Wc), the mean over samples and over the positions where
+    tap (u, v) lies on the image of y[o, p] x[c, s p + (u, v) - pad], (C_out, C_in kh kw)."""
+    n, c_in, h, w = x.shape
+    c_out, hc, wc = y.shape[1:]
+    out = torch.zeros(c_out, c_in, kernel, kernel, dtype=x.dtype)
+    for u in range(kernel):
+        for v in range(kernel):
+            total, count = torch.zeros(c_out, c_in, dtype=x.dtype), 0
+            for i in range(hc):
+                for j in range(wc):
+                    r, s = stride * i + u - padding, stride * j + v - padding
+                    if 0 <= r < h and 0 <= s < w:
+                        total += y[:, :, i, j].T @ x[:, :, r, s] / n
+                        count += 1
+            out[:, :, u, v] = total / count
+    return out.reshape(c_out, -1)
+
+
+@pytest.mark.parametrize("stride,padding,kernel,pool,in_hw", [
+    (1, 1, 3, 1, (4, 4)), (1, 1, 3, 2, (6, 6)), (2, 1, 3, 1, (7, 5)), (1, 2, 5, 2, (8, 8)),
+    (1, 0, 3, 2, (6, 6))])
+def test_weight_mirror_fixed_point_is_sigma2_w_on_every_tap(stride, padding, kernel, pool,
+                                                            in_hw):
+    """Weight mirror's Hebbian term mean x y^T, y = linear(x, W), for inputs whose covariance
+    is sigma^2 I exactly (the image basis, scaled: x x^T / N = sigma^2 I), is sigma^2 W on every
+    kernel tap: centre, border taps that reach into the zero padding, and with 2x2 max pooling
+    after the convolution (weight mirror reads the convolution, not the pooled output). The
+    analytic fixed point, and the explicit-loop correlation for random y, are independent of
+    the layer's own routines."""
+    k, c_in, c_out, sigma = 2, 2, 3, 0.7
+    layer = Conv2d(c_in, c_out, in_hw, kernel, stride, padding, pool, "max")
+    gen = torch.Generator().manual_seed(1)
+    w = rand(gen, *layer.weight_shape(k))
+    d = c_in * in_hw[0] * in_hw[1]
+    basis = torch.eye(d, dtype=torch.float64).reshape(d, c_in, *in_hw) * sigma * d ** 0.5
+    x = basis.expand(k, *basis.shape)  # mean_n x x^T = sigma^2 I for every replica
+    hebb = layer.feedback_gradient(x, layer.linear(x, w))
+    torch.testing.assert_close(hebb, sigma ** 2 * w, rtol=0, atol=1e-10)
+    # the same correlation for an arbitrary y of the convolution's shape, against loops
+    xr = rand(gen, k, 5, c_in, *in_hw)
+    yr = rand(gen, k, 5, c_out, *layer.conv_hw)
+    got = layer.feedback_gradient(xr, yr)
+    for r in range(k):
+        torch.testing.assert_close(got[r], explicit_hebb(xr[r], yr[r], kernel, stride, padding),
+                                   rtol=0, atol=1e-10)
+
+
+def test_weight_mirror_white_noise_estimate_on_a_padded_pooled_layer():
+    """Monte-Carlo: white noise x ~ N(0, sigma^2) through a 3x3, padding 1 conv on a 4x4 map
+    followed by 2x2 max pooling; mean x y^T over 20000 samples is sigma^2 W on every tap
+    (corner taps see the image at 9 of 16 positions) within 6 standard errors, and the
+    ratio to W per tap is 1 (a single divisor P for all taps would give 9/16 at the corners)."""
+    k, sigma, n = 1, 1.5, 20000
+    layer = Conv2d(2, 4, (4, 4), 3, 1, 1, 2, "max")
+    gen = torch.Generator().manual_seed(2)
+    w = rand(gen, *layer.weight_shape(k))
+    x = rand(gen, k, n, 2, 4, 4) * sigma
+    hebb = layer.feedback_gradient(x, layer.linear(x, w))
+    # per tap, the estimate averages n T_uv products of variance ~ sigma^4 (|w_o|^2 + w^2);
+    # T_uv, the positions where tap (u, v) lies on a 4x4 image: 3 or 4 per axis
+    t = torch.outer(torch.tensor([3.0, 4, 3], dtype=torch.float64),
+                    torch.tensor([3.0, 4, 3], dtype=torch.float64)).reshape(-1).repeat(2)
+    row = w.norm(dim=-1, keepdim=True)
+    se = sigma ** 2 * (row ** 2 + w ** 2).sqrt() / (n * t) ** 0.5
+    assert ((hebb - sigma ** 2 * w).abs() < 6 * se).all()
+    ratio = (hebb * w).sum((0, 1)) / (sigma ** 2 * w * w).sum((0, 1))  # per tap
+    torch.testing.assert_close(ratio, torch.ones_like(ratio), rtol=0, atol=0.05)
+
+
+def test_dense_linear_is_forward_without_bias():
+    from lrsim.layers import Dense
+
+    gen = torch.Generator().manual_seed(3)
+    x, w = rand(gen, 2, 5, 4), rand(gen, 2, 3, 4)
+    torch.testing.assert_close(Dense().linear(x, w), torch.einsum("kni,koi->kno", x, w),
+                               rtol=0, atol=1e-12)

@@ -120,26 +120,18 @@ def test_kolen_pollack_feedback_kernels_converge_to_the_forward_kernels():
     assert (result.test_accuracy > 0.8).all(), result.test_accuracy
 
 
-def test_wired_four_synapse_on_conv_layers_contracts_p_b_minus_w():
+def test_wired_four_synapse_on_conv_layers_is_kolen_pollack():
     """Wired four-synapse circuit (U = V = I) under sgd: B's Hebbian term on a conv layer is
-    the mean over its P output positions of the term whose sum is W's gradient, so
-    P B_l - W_l contracts by exactly (1 - lr lambda) per step (B - W^T for dense layers, P = 1:
-    Kolen-Pollack)."""
+    the correlation W's gradient is made of (summed over positions, as W's), so B_l - W_l
+    contracts by exactly (1 - lr lambda) per step on conv and dense layers alike: Kolen-Pollack
+    (with a mean over positions, B went to W / P, its credit P times too small per layer)."""
     lr, decay = 0.05, 0.5
     exp = conv_exp({"name": "four_synapse", "variant": "wired", "decay": decay}, steps=1)
     exp = parse({**exp.resolved(), "train": {**exp.resolved()["train"], "lr": lr,
                                               "steps": 20}})
-    gaps: list[np.ndarray] = []
-
-    class Gap(FeedbackGap):
-        def record(self, step, ctx):
-            b, w, layers = ctx.rule_state["B"], ctx.net.weights, ctx.net.layers
-            gaps.append(np.stack([
-                (getattr(layers[l], "positions", 1) * b[l] - layers[l].as_feedback(w[l]))
-                .flatten(1).norm(dim=1).numpy() for l in range(1, len(w))], axis=1))
-
-    train(exp, observers=[Gap()])
-    g = np.stack(gaps)
+    rec = FeedbackGap()
+    train(exp, observers=[rec])
+    g = np.stack(rec.gaps)
     np.testing.assert_allclose(g[1:] / g[:-1], 1 - lr * decay, rtol=1e-9)
 
 

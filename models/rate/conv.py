@@ -31,9 +31,16 @@ The layer interface (`lrsim.layers.Layer`), for a credit m = dL/dz:
     weight_gradient(m, x)    gW[k,o,c,u] = (1/N) sum_{n,p} (P^T m)[k,n,o,p] x[k,n,c,s p+u-pad],
                              gb[k,o] = (1/N) sum_{n,p} (P^T m)[k,n,o,p]: the batch mean, summed
                              over positions (the dense three-factor term with weight sharing)
-    feedback_gradient(x, y)  the same correlation of an input-side x and an output-side y,
-                             averaged over the P output positions: the Hebbian term of a
-                             feedback kernel (the mean of its position-wise terms)
+    linear(x, W)             conv(x, W) alone, (K, N, C_out, Hc, Wc): no bias, no pooling
+                             (the synaptic map a feedback kernel estimates)
+    feedback_gradient(x, y)  the same correlation of an input-side x and an output-side y
+                             (y of the layer's output shape, sent through P^T, or of the
+                             convolution's, as `linear` gives it), each kernel tap averaged
+                             over the positions where it sees the image rather than the zero
+                             padding: the Hebbian term of a feedback kernel, the mean of its
+                             position-wise terms. For white noise x ~ N(0, sigma^2) and
+                             y = linear(x, W) this is sigma^2 W on every tap (weight mirror's
+                             fixed point, as for a dense layer)
     mix(x, M)                channels mixed by a square (K, C, C) matrix at every position
                              (a 1x1 convolution)
     broadcast(e, D)          a vector e (K, N, n) spread over the channels by D (K, C, n), (D e)/P
@@ -95,6 +102,13 @@ class Conv2d:
         self.conv_hw, self.out_hw = conv_shape(self.in_hw, self.kernel, self.stride,
                                                self.padding, self.pool)
         self._argmax: Tensor | None = None
+        # per kernel tap (u, v): the convolution's output positions whose receptive field puts
+        # that tap on the image, not on the zero padding (the Hebbian term's denominator)
+        per_axis = [torch.tensor([sum(0 <= self.stride * i + u - self.padding < size
+                                      for i in range(out)) for u in range(self.kernel)],
+                                 dtype=torch.float64)
+                    for size, out in zip(self.in_hw, self.conv_hw)]
+        self.tap_positions = torch.outer(*per_axis)  # (kh, kw)
         self._memo: tuple[Tensor, int, Tensor] | None = None
 
     def __repr__(self) -> str:
@@ -165,6 +179,14 @@ class Conv2d:
                 a = F.avg_pool2d(a, self.pool)
         return self._out(from_groups(a, k))
 
+    def linear(self, x: Tensor, w: Tensor) -> Tensor:
+        """conv(x, W) without bias or pooling: x (K, N, C_in, H, W) (or flat) ->
+        (K, N, C_out, Hc, Wc), the convolution's own output, never flat."""
+        k = w.shape[0]
+        xg = to_groups(self._image(x, self.c_in, self.in_hw))
+        a = F.conv2d(xg, self._kernels(w), None, self.stride, self.padding, 1, k)
+        return from_groups(a, k)
+
     def _unpool(self, m: Tensor) -> Tensor:
         """P^T m in the grouped layout: (K, N, C_out, H', W') or flat -> (N, K*C_out, Hc, Wc).
         The latest result is kept for the same, unmodified m (a rule's send_back and
@@ -204,9 +226,11 @@ class Conv2d:
         return from_groups(g, k)
 
     def _correlate(self, y: Tensor, x: Tensor, bias: bool) -> tuple[Tensor, Tensor | None]:
-        """(1/N) sum_{n,p} (P^T y) (x) patches(x) -> (K, C_out, C_in kh kw), and (1/N) sum P^T y."""
+        """(1/N) sum_{n,p} (P^T y) (x) patches(x) -> (K, C_out, C_in kh kw), and (1/N) sum P^T y;
+        y of the convolution's output shape (`linear`) is used as it is (no P^T)."""
         k, n = y.shape[:2]
-        yg = self._unpool(y)
+        yg = to_groups(self._image(y, self.c_out, self.conv_hw)) if self._conv_shaped(y) \
+            else self._unpool(y)
         shape = (k * self.c_out, self.c_in, self.kernel, self.kernel)
         _, gw, gb = torch.ops.aten.convolution_backward(
             yg, to_groups(self._image(x, self.c_in, self.in_hw)),
@@ -222,14 +246,30 @@ class Conv2d:
         (K, C_out, C_in kh kw), and of P^T m, (K, C_out) (None without bias)."""
         return self._correlate(m, x, bias)
 
+    def _conv_shaped(self, y: Tensor) -> bool:
+        """Whether y holds the convolution's output (before pooling) rather than the layer's."""
+        return self.pool > 1 and y[0, 0].numel() == self.c_out * math.prod(self.conv_hw)
+
     def feedback_gradient(self, x: Tensor, y: Tensor) -> Tensor:
-        """(1/(N P)) sum_{n,p} (P^T y) (x) patches(x) in the kernel's shape, P the layer's
-        output positions: x on the input side, y on the output side. The Hebbian term of a
-        shared feedback kernel is the mean of its P position-wise terms, so the weight-estimation
-        rules keep their dense rates and fixed points (a sum scales both by P: measured on
-        digits, weight mirror, activation and information alignment then diverge at their
-        defaults)."""
-        return self._correlate(y, x, False)[0].mul_(1.0 / self.positions)
+        """(1/N) sum_n sum_p (P^T y) (x) patches(x) in the kernel's shape, each tap (u, v)
+        divided by the positions that carry its terms: x on the input side, y on the output
+        side, either the layer's output (sent through P^T: of the Hc Wc convolution positions
+        only the H' W' pooled ones carry a term) or the convolution's (`linear`).
+
+        Divisor of tap (u, v): T_uv = the convolution positions where the tap lies on the image
+        (not on the zero padding), times H' W' / (Hc Wc) for a pooled y. The Hebbian term of a
+        shared feedback kernel is then the mean of its position-wise terms, so the
+        weight-estimation rules keep their dense rates and fixed points: weight mirror's
+        mean x W x^T for white noise is sigma^2 W on every tap (a sum over positions scales the
+        rates by P: measured on digits, weight mirror, activation and information alignment
+        diverge at their defaults; one divisor P for all taps shrinks the border taps by the
+        padding's share, to 0.56 W at the corners of a 4x4 map; the pooled output in place of
+        the convolution's biases B by the pooling, 1.26 |W| measured behind 2x2 max pooling)."""
+        share = 1.0 if self._conv_shaped(y) or self.pool == 1 else \
+            self.positions / (self.conv_hw[0] * self.conv_hw[1])
+        taps = (self.tap_positions * share).to(dtype=y.dtype, device=y.device)
+        g = self._correlate(y, x, False)[0]
+        return g.view(*g.shape[:2], self.c_in, -1).div_(taps.reshape(-1)).view(g.shape)
 
     def as_feedback(self, w: Tensor) -> Tensor:
         """W itself: a feedback kernel has the forward kernel's shape (send_back transposes)."""

@@ -6,6 +6,9 @@ tensors directly, so N rules and M layer kinds are N + M pieces of code (docs/ar
 Every tensor has a leading replica axis K; activity also a batch axis N.
 
     forward(x, w, b=None)      z = W x + b, per sample
+    linear(x, w)               W x alone: the layer's synaptic map, without bias or any
+                               parameter-free stage (a conv layer's pooling); the output side a
+                               feedback synapse's Hebbian term correlates with its input
     send_back(m, feedback)     the credit m (on the layer's output) carried to its input through
                                a feedback tensor B (feedback = as_feedback(W): backprop's W^T m)
     weight_gradient(m, x)      (gW, gb) = (mean_n m x^T, mean_n m): the three-factor term
@@ -40,6 +43,7 @@ class Layer(Protocol):
     kind: ClassVar[str]
 
     def forward(self, x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor: ...
+    def linear(self, x: Tensor, w: Tensor) -> Tensor: ...
     def send_back(self, m: Tensor, feedback: Tensor) -> Tensor: ...
     def weight_gradient(self, m: Tensor, x: Tensor, bias: bool = True
                         ) -> tuple[Tensor, Tensor | None]: ...
@@ -79,6 +83,10 @@ class Dense:
         if b is None:
             return torch.bmm(x, w.transpose(1, 2))
         return torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2))
+
+    def linear(self, x: Tensor, w: Tensor) -> Tensor:
+        """W x per sample, (K, N, n_out): `forward` without the bias."""
+        return torch.bmm(x, w.transpose(1, 2))
 
     def send_back(self, m: Tensor, feedback: Tensor) -> Tensor:
         """B m per sample: m (K, N, n_out), B (K, n_in, n_out) -> (K, N, n_in)."""
