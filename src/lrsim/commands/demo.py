@@ -58,9 +58,9 @@ def run_demo(out: str | Path = "lrsim-demo", *, workers: int | None = None,
     if summary.ok < 2:
         raise LrsimError(f"the demo scan finished only {summary.ok} run(s); see "
                          f"{out / 'store' / 'manifest.json'}")
-    page, results = run_identify(out / "store", out / "report", quick=True, progress=progress,
-                                 jobs=workers or 1)
-    print_summary(results)
+    page, result = run_identify(out / "store", out / "report", quick=True,
+                                progress="auto" if progress else "off", jobs=workers or 1)
+    print_summary(result)
     print(f"demo finished in {time.perf_counter() - start:.0f} s")
     return page
 
