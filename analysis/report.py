@@ -18,6 +18,7 @@ import numpy as np
 from jinja2 import Environment, PackageLoader, select_autoescape
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from lrsim.analysis.protocol import ALL_MEASURABLE
 from lrsim.analysis.results import (
@@ -137,9 +138,11 @@ def fig_breakdowns(r: IdentifyResult) -> str:
         ax.axhline(r.protocol.target, color="#cc0000", ls=":", lw=1)
         ax.set_xlabel(FACTOR_LABELS[key], fontsize=8)
         ax.set_ylim(0, 1.05)
+        if key == "time_points":
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].set_ylabel("accuracy (random forest)")
     if len(curves) > 1:
-        axes[-1].legend(fontsize=6)
+        axes[0].legend(fontsize=6, loc="lower right")
     return _png(fig)
 
 
@@ -220,6 +223,7 @@ def fig_frontier(r: IdentifyResult) -> str | None:
     ax.axhline(ps.target, color="#cc0000", ls=":", lw=1.2, label=f"target {ps.target:.0%}")
     ax.axhline(r.chance, color="k", ls="--", lw=1, label="chance (1/k)")
     ax.set_ylim(0, 1.05)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("time points recorded")
     ax.set_ylabel("accuracy (random forest)")
     ax.set_title(f"{together}", fontsize=8)

@@ -6,6 +6,7 @@ DIR/report/report.html."""
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -40,6 +41,15 @@ def study_file() -> Path:
                      f"or in the current folder; run from a source checkout or pass --study")
 
 
+def _cores() -> int:
+    """CPU cores this process may use (at most 8: the forests are small)."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        n = os.cpu_count() or 1
+    return max(1, min(8, n))
+
+
 def run_demo(out: str | Path = "lrsim-demo", *, workers: int | None = None,
              study: str | Path | None = None, progress: bool = True) -> Path:
     """Scan the demo study into out/store (embedded Dask LocalCluster; resumable), then
@@ -58,8 +68,10 @@ def run_demo(out: str | Path = "lrsim-demo", *, workers: int | None = None,
     if summary.ok < 2:
         raise LrsimError(f"the demo scan finished only {summary.ok} run(s); see "
                          f"{out / 'store' / 'manifest.json'}")
+    # the scan's workers are done: the random forests may use as many threads
     page, result = run_identify(out / "store", out / "report", quick=True,
-                                progress="auto" if progress else "off", jobs=workers or 1)
+                                progress="auto" if progress else "off",
+                                jobs=workers or _cores())
     print_summary(result)
     print(f"demo finished in {time.perf_counter() - start:.0f} s")
     return page
