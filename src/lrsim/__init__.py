@@ -19,4 +19,12 @@ def open_scan(path):  # noqa: ANN001, ANN201
     return _open(path)
 
 
-__all__ = ["ConfigError", "LrsimError", "__version__", "open_scan"]
+def __getattr__(name: str):  # noqa: ANN202 - lazy submodules (matplotlib loads on first use)
+    if name == "plot":
+        import importlib
+
+        return importlib.import_module("lrsim.plot")
+    raise AttributeError(f"module 'lrsim' has no attribute {name!r}")
+
+
+__all__ = ["ConfigError", "LrsimError", "__version__", "open_scan", "plot"]
