@@ -340,7 +340,9 @@ class _Study:
             n_time=int(data.sizes["time"]), view={"units": p.units, "noise": p.noise},
             settings=settings, chance=1.0 / len(p.classes),
             chance_majority=next(iter(headline.scores.values())).chance_majority,
-            headline=Headline(headline, null, breakdown, held), control=control,
+            headline=Headline(headline, null, breakdown, held,
+                              headline.scores[headline.best].confusion.confused_pairs()),
+            control=control,
             model_internal=model_internal, per_observable=per_obs, importance=ranked,
             generalisation=generalisation, protocol=protocol, trajectories=panels)
 
@@ -377,7 +379,7 @@ class _Study:
         section = self.section(CONTROL, list(p.control), ctrl, "loss-curve classifier")
         matched = matched_control(p.data, p.label, ctrl, meas_samples, self.sweep_est,
                                   control_observables=p.control,
-                                  n_splits=self.null_splits.n_repeats,
+                                  n_splits=self.sweep_splits.n_repeats,
                                   n_permutations=self.n_perm, random_state=self.rs,
                                   progress=self.progress)
         return Control(list(p.control), section, matched)

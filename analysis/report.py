@@ -157,8 +157,13 @@ def draw_panel(ax: Axes, panel: TrajectoryPanel) -> None:
     stat = f" ({panel.statistic})" if panel.statistic else ""
     ax.set_title(f"{panel.observable}{stat} [{panel.kind}]", fontsize=8,
                  color=KIND_COLOURS.get(panel.kind, "k"))
-    ax.set_xlabel("training progress (fraction of steps)", fontsize=7)
-    ax.set_ylabel(f"{panel.statistic or panel.observable}, mean over layers", fontsize=7)
+    ax.set_xlabel(panel.progress_label, fontsize=7)
+    units = "" if panel.units is None else \
+        f" [{'dimensionless' if panel.units == '1' else panel.units}]"
+    over = f", mean over {' and '.join(d + 's' for d in panel.averaged_over)}" \
+        if panel.averaged_over else ""
+    ax.set_ylabel(f"{panel.statistic or panel.observable}{over}{units}", fontsize=7)
+    ax.set_xlim(0, 1)
     ax.tick_params(labelsize=7)
 
 

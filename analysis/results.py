@@ -36,6 +36,27 @@ class Confusion:
         m = np.asarray(self.counts, float)
         return m / np.maximum(m.sum(axis=1, keepdims=True), 1)
 
+    def confused_pairs(self, threshold: float = 0.2) -> list[ConfusedPair]:
+        """Pairs of classes told apart worst: the mean of the fraction of a's samples called b
+        and of b's called a, where it is at least `threshold`, most confused first."""
+        f = self.fractions()
+        out = []
+        for i in range(len(self.classes)):
+            for j in range(i + 1, len(self.classes)):
+                rate = float((f[i, j] + f[j, i]) / 2)
+                if rate >= threshold:
+                    out.append(ConfusedPair(self.classes[i], self.classes[j], rate))
+        return sorted(out, key=lambda p: -p.rate)
+
+
+@dataclass
+class ConfusedPair:
+    """Two classes and how often each is called the other (mean of the two fractions)."""
+
+    a: str
+    b: str
+    rate: float
+
 
 @dataclass
 class CVScore:
@@ -161,12 +182,14 @@ class HeldOut:
 class Headline:
     """What an experiment could record (`observables`, all measurable), cross-validated,
     with its null, its breakdown by units / noise / time points and, when asked for, the
-    held-out tests (`--holdout`, `--test`)."""
+    held-out tests (`--holdout`, `--test`); `confused_pairs`: the pairs of classes the best
+    classifier confuses most (cross-validated)."""
 
     section: Section
     null: NullTest
     breakdown: Breakdown
     held_out: list[HeldOut] = field(default_factory=list)
+    confused_pairs: list[ConfusedPair] = field(default_factory=list)
 
 
 @dataclass
@@ -296,8 +319,8 @@ class ProtocolSearch:
 
 @dataclass
 class Band:
-    """A statistic over training for one class: mean and mean -/+ one standard deviation over
-    runs (each run averaged over its layers), on the training-progress axis."""
+    """A statistic over training for one class of `n_runs` runs: mean and mean -/+ one standard
+    deviation over runs (each run averaged over its layers), on the training-progress axis."""
 
     label: str
     n_runs: int
@@ -308,13 +331,18 @@ class Band:
 
 @dataclass
 class TrajectoryPanel:
-    """One observable's statistic over training, by class."""
+    """One observable's statistic over training, by class: `progress` is the fraction of
+    training done; `units` the statistic's units (None where unknown); `averaged_over` the
+    dimensions each run was averaged over (layer, population)."""
 
     observable: str
     kind: str
     statistic: str | None
     progress: list[float]
     bands: list[Band]
+    units: str | None = None
+    progress_label: str = "fraction of training"
+    averaged_over: list[str] = field(default_factory=list)
 
 
 @dataclass

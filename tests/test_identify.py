@@ -234,3 +234,13 @@ def test_progress_lines_and_quiet(capsys):
     q.say("y")
     assert quiet.getvalue() == ""
     assert Progress(stream=io.StringIO()).mode == "lines"  # not a terminal
+
+
+def test_confused_pairs_from_a_known_matrix():
+    from lrsim.analysis.results import Confusion
+
+    c = Confusion(["a", "b", "c"], [[6, 4, 0], [2, 8, 0], [0, 1, 9]])
+    pairs = c.confused_pairs(0.1)
+    assert [(p.a, p.b) for p in pairs] == [("a", "b")]
+    assert pairs[0].rate == pytest.approx((0.4 + 0.2) / 2)
+    assert [(p.a, p.b) for p in c.confused_pairs(0.04)] == [("a", "b"), ("b", "c")]

@@ -185,6 +185,10 @@ def summary_lines(r: IdentifyResult) -> list[str]:
                          f"{p.accuracy:.2f}" for p in rows)
         parts.append(f"{key.replace('_', ' ')}: {vals}")
     lines.append(f"  by {' | '.join(parts)}")
+    if h.confused_pairs:
+        lines.append("  told apart worst (" + h.section.best + "): " + ", ".join(
+            f"{p.a} / {p.b} {p.rate:.2f}" for p in h.confused_pairs[:5]) +
+            " (mean fraction called the other)")
     for ho in h.held_out:
         lines.append(f"HELD OUT {ho.name} ({ho.n_train_runs} training runs, {ho.n_test_runs} "
                      f"test runs), measurable only:")
