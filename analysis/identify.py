@@ -301,7 +301,7 @@ class _Study:
 
         with self.progress.phase("permutation null", 1 + self.n_perm) as tick:
             _, null = null_test(meas_samples, self.sweep_est, self.null_splits, self.n_perm,
-                             random_state=self.rs, tick=tick)
+                                random_state=self.rs, tick=tick)
         values = self.sweep.factor_values(self.quick)
         with self.progress.phase("breakdown by units / noise / time points / fraction",
                                  sum(len(v) for v in values.values())) as tick:

@@ -127,9 +127,10 @@ def run_identify(store: str | Path, out: str | Path, *, label: str = "rule",
         raise ConfigError(f"--jobs must be >= 1 (got {jobs})")
     out = Path(out)
     check_claim(out, "report")
+    prog = progress if isinstance(progress, Progress) else Progress("identify", progress)
+    prog.say(f"opening {store}" + (f" and {test}" if test is not None else ""))
     ds = open_store(store)
     test_ds = open_store(test) if test is not None else None
-    prog = progress if isinstance(progress, Progress) else Progress("identify", progress)
     with _torch_threads(1):
         result = identify(ds, label=label, classifiers=list(classifiers), holdout=holdout,
                           test_ds=test_ds, quick=quick, n_splits=splits,
