@@ -53,16 +53,18 @@ import numpy as np
 import xarray as xr
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from lrsim.contract import (
+    CONTROL_OBSERVABLES,
+    MODEL_INTERNAL,
+    OBSERVABLES,
+    POPULATION,
+    RUN,
+    SPIKING_OBSERVABLES,
+    VIEW_DIMS,
+)
 from lrsim.errors import ConfigError
 
-OBSERVABLES = ("weights", "activations", "activity_change")
-CONTROL_OBSERVABLES = ("loss", "test_accuracy")
-LABELS = ("rule", "rule_family", "optimizer")
-_VIEW_DIMS = {"run", "time", "layer", "stat", "units", "noise"}
-POPULATION = "population"
-# spiking statistics per population, in the order features list them (others sorted after)
-SPIKING_OBSERVABLES = ("rate", "cv_isi", "fano", "correlation", "synchrony", "ei_balance",
-                       "ei_correlation")
+_VIEW_DIMS = {RUN, *VIEW_DIMS}
 ROLES = ("exc", "inh")
 READOUT = "readout"
 _POPULATION_DIMS = {"run", "time", POPULATION, "units", "noise"}
@@ -162,7 +164,7 @@ def all_observables(ds: xr.Dataset) -> list[str]:
     """Every time-varying variable a store records for identification: the experimentalist's
     observables, then `alignment` (angle(B, W^T), a model-internal quantity no experiment
     measures directly) and the `loss` / `test_accuracy` curves."""
-    extra = [v for v in ("alignment", *CONTROL_OBSERVABLES) if v in ds.data_vars]
+    extra = [v for v in (*MODEL_INTERNAL, *CONTROL_OBSERVABLES) if v in ds.data_vars]
     return default_observables(ds) + extra
 
 

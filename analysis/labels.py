@@ -9,10 +9,9 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from lrsim.analysis.defaults import DERIVED_LABELS as DERIVED
 from lrsim.analysis.defaults import LABELS
 from lrsim.errors import ConfigError
-
-DERIVED = {"rule_optimizer": ("rule", "optimizer")}
 
 
 def per_run_keys(ds: xr.Dataset) -> list[str]:

@@ -8,8 +8,9 @@ Three kinds of trajectory feed identification:
   between feedback and forward weights): reported in their own labelled section;
 - control: the loss and test-accuracy curves (behaviour: "which rule learns faster").
 
-A variable whose attributes declare `measurable` (true / false) is taken at its word; otherwise
-the names below decide (a variable not named is measurable).
+The run-file contract (`lrsim.contract.VARIABLES`, each with its `measurable` role) decides; a
+variable the contract does not name is taken at the word of its `measurable` attribute where it
+has one, and is otherwise measurable (a new recorded observable) unless named below.
 """
 
 from __future__ import annotations
@@ -18,9 +19,8 @@ from collections.abc import Sequence
 
 import xarray as xr
 
-from lrsim.analysis.features import CONTROL_OBSERVABLES
+from lrsim.contract import CONTROL_OBSERVABLES, MODEL_INTERNAL, VARIABLES
 
-MODEL_INTERNAL = ("alignment",)
 CONTROL = tuple(CONTROL_OBSERVABLES)
 
 
@@ -37,6 +37,8 @@ def _declared(ds: xr.Dataset, name: str) -> bool | None:
 
 def is_measurable(ds: xr.Dataset, name: str) -> bool:
     """Whether an experiment could record variable `name` of `ds` (control curves aside)."""
+    if name in VARIABLES:
+        return VARIABLES[name].measurable
     declared = _declared(ds, name)
     if declared is not None:
         return declared

@@ -1,8 +1,11 @@
-"""Tasks the networks learn: real data (digits, MNIST) and synthetic problems with known answers.
+"""Tasks the networks learn: real data (digits, MNIST, CIFAR-10) and synthetic problems with
+known answers.
 
 A task is data plus a loss: `x_train (n, d)`, `y_train`, `x_test`, `y_test`, float tensors;
 classification targets are one-hot, with integer labels in `labels_*`. Each task's data is fixed
-by its own `seed` parameter, so all replicas of a run see the same data.
+by its own `seed` parameter, so all replicas of a run see the same data. Image tasks also carry
+`input_shape = (C, H, W)`; their inputs stay flat (d = C H W, channel-major, row-major within a
+channel), so a dense network reads them unchanged and a convolutional one views them as images.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ class Task:
     loss: str  # "cross_entropy" | "mse"
     labels_train: Tensor | None = None
     labels_test: Tensor | None = None
+    input_shape: tuple[int, int, int] | None = None  # (C, H, W) of an image task, else None
 
     @property
     def n_in(self) -> int:
@@ -58,33 +62,38 @@ _CENTER = Param(False, "subtract the training set's mean input (Hebbian rules th
 
 def _classification(name: str, x: np.ndarray, labels: np.ndarray, n_classes: int,
                     test_fraction: float, seed: int, loss: str = "cross_entropy",
-                    center: bool = False) -> Task:
+                    center: bool = False,
+                    input_shape: tuple[int, int, int] | None = None) -> Task:
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(x))
     n_test = max(1, int(round(test_fraction * len(x))))
     test, train = order[:n_test], order[n_test:]
     return _split_task(name, x[train], labels[train], x[test], labels[test], n_classes, loss,
-                       center)
+                       center, input_shape)
 
 
-def _split_task(name, x_tr, l_tr, x_te, l_te, n_classes, loss, center=False) -> Task:
+def _split_task(name, x_tr, l_tr, x_te, l_te, n_classes, loss, center=False,
+                input_shape=None) -> Task:
     if center:
         mean = x_tr.mean(axis=0)
         x_tr, x_te = x_tr - mean, x_te - mean
     eye = np.eye(n_classes)
     t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float64)  # noqa: E731
     return Task(name, t(x_tr), t(eye[l_tr]), t(x_te), t(eye[l_te]), loss,
-                torch.as_tensor(l_tr, dtype=torch.long), torch.as_tensor(l_te, dtype=torch.long))
+                torch.as_tensor(l_tr, dtype=torch.long), torch.as_tensor(l_te, dtype=torch.long),
+                input_shape)
 
 
-@tasks.register("digits", params={"seed": _SEED, "test_fraction": _TEST, "center": _CENTER})
+@tasks.register("digits", params={"seed": _SEED, "test_fraction": _TEST, "center": _CENTER},
+                input_shape=(1, 8, 8))
 def digits(seed: int = 0, test_fraction: float = 0.2, center: bool = False) -> Task:
-    """scikit-learn's bundled 8x8 handwritten digits (1,797 images, 10 classes), pixels / 16."""
+    """scikit-learn's bundled 8x8 handwritten digits (1,797 images, 10 classes), pixels / 16;
+    images of shape (1, 8, 8) for convolutional networks (inputs stay flat, 64 values)."""
     from sklearn.datasets import load_digits
 
     data = load_digits()
     return _classification("digits", data.data / 16.0, data.target, 10, test_fraction, seed,
-                           center=center)
+                           center=center, input_shape=(1, 8, 8))
 
 
 @tasks.register("gaussian_mixture", params={
@@ -157,7 +166,7 @@ def _find(root: Path, stem: str) -> Path:
                       f"the directory must hold {', '.join(_MNIST_FILES.values())}")
 
 
-@tasks.register("mnist", params={
+@tasks.register("mnist", input_shape=(1, 28, 28), params={
     "path": Param("", "directory holding the four MNIST IDX files"),
     "train_samples": Param(0, "use the first n training images (0 = all)", low=0),
     "test_samples": Param(0, "use the first n test images (0 = all)", low=0), "seed": _SEED,
@@ -182,4 +191,97 @@ def mnist(path: str = "", train_samples: int = 0, test_samples: int = 0, seed: i
     if test_samples:
         x_te, l_te = x_te[:test_samples], l_te[:test_samples]
     n_classes = int(max(l_tr.max(), l_te.max())) + 1
-    return _split_task("mnist", x_tr, l_tr, x_te, l_te, n_classes, "cross_entropy", center)
+    dims = arrays["train_images"].shape[1:]
+    shape = (1, int(dims[0]), int(dims[1])) if len(dims) == 2 else None
+    return _split_task("mnist", x_tr, l_tr, x_te, l_te, n_classes, "cross_entropy", center,
+                       shape)
+
+
+# ---------------------------------------------------------------------------------------------
+# CIFAR-10 from the official binary files on a local path (no download, no pickle)
+
+CIFAR10_TRAIN = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
+CIFAR10_TEST = "test_batch.bin"
+CIFAR10_SHAPE = (3, 32, 32)
+CIFAR10_RECORD = 1 + 3 * 32 * 32  # one label byte, then 1024 red, 1024 green, 1024 blue bytes
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                   "ship", "truck")
+
+
+def read_cifar10_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One file of CIFAR-10's binary version: records of 1 label byte (0-9) + 3072 pixel bytes
+    (the red, green and blue 32x32 planes, each row-major), 10,000 records in the official
+    files. Returns (images uint8 (n, 3072) in channel-major order, labels int64 (n,)); any
+    whole number of records is read. Raises ConfigError naming the file when it is missing,
+    empty, not a whole number of records, or holds a label above 9."""
+    if not path.is_file():
+        raise ConfigError(f"task 'cifar10': file '{path}' not found; the directory must hold "
+                          f"{', '.join(CIFAR10_TRAIN)} and {CIFAR10_TEST} (CIFAR-10's binary "
+                          "version)")
+    raw = np.fromfile(path, dtype=np.uint8)
+    if raw.size == 0 or raw.size % CIFAR10_RECORD:
+        raise ConfigError(f"task 'cifar10': file '{path}' has {raw.size} bytes, not a whole "
+                          f"number of {CIFAR10_RECORD}-byte records (1 label + 3072 pixels; "
+                          f"an official batch is {10_000 * CIFAR10_RECORD} bytes)")
+    records = raw.reshape(-1, CIFAR10_RECORD)
+    labels = records[:, 0].astype(np.int64)
+    if labels.max() > 9:
+        bad = int(np.argmax(labels > 9))
+        raise ConfigError(f"task 'cifar10': file '{path}' record {bad} has label "
+                          f"{int(labels[bad])}; CIFAR-10 labels are 0-9 (is this the "
+                          "CIFAR-100 binary version?)")
+    return records[:, 1:], labels
+
+
+def cifar10_dir(path: str) -> Path:
+    """The directory holding the batches: `path` itself, or its `cifar-10-batches-bin`
+    subdirectory (the layout of the official archive)."""
+    if not path:
+        raise ConfigError("task 'cifar10' needs 'path': a local directory with CIFAR-10's "
+                          f"binary files {', '.join(CIFAR10_TRAIN)}, {CIFAR10_TEST}")
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise ConfigError(f"task 'cifar10': path '{root}' is not a directory")
+    inner = root / "cifar-10-batches-bin"
+    if not (root / CIFAR10_TRAIN[0]).exists() and inner.is_dir():
+        return inner
+    return root
+
+
+@tasks.register("cifar10", input_shape=(3, 32, 32), params={
+    "path": Param("", "directory holding CIFAR-10's binary files (data_batch_1.bin .. "
+                      "data_batch_5.bin, test_batch.bin), or its parent"),
+    "train_samples": Param(0, "use the first n training images (0 = all 50,000)", low=0),
+    "test_samples": Param(0, "use the first n test images (0 = all 10,000)", low=0),
+    "normalize": Param(True, "per channel, subtract the training images' mean and divide by "
+                             "their std (else pixels / 255 in [0, 1])"),
+    "seed": _SEED})
+def cifar10(path: str = "", train_samples: int = 0, test_samples: int = 0,
+            normalize: bool = True, seed: int = 0) -> Task:
+    """CIFAR-10 (Krizhevsky 2009) from the binary files of a local copy; images (3, 32, 32).
+
+    Pixels p / 255; with `normalize`, x_c = (p/255 - mu_c) / sigma_c per channel c, with mu_c
+    and sigma_c over every pixel of channel c in the training images used (the subset when
+    `train_samples` is set), applied to train and test alike. All six files are checked (sizes,
+    labels) before any conversion; nothing is downloaded."""
+    root = cifar10_dir(path)
+    batches = [read_cifar10_batch(root / name) for name in (*CIFAR10_TRAIN, CIFAR10_TEST)]
+    x_tr = np.concatenate([b[0] for b in batches[:-1]])
+    l_tr = np.concatenate([b[1] for b in batches[:-1]])
+    x_te, l_te = batches[-1]
+    if train_samples:
+        x_tr, l_tr = x_tr[:train_samples], l_tr[:train_samples]
+    if test_samples:
+        x_te, l_te = x_te[:test_samples], l_te[:test_samples]
+    x_tr, x_te = x_tr / 255.0, x_te / 255.0
+    if normalize:
+        c = CIFAR10_SHAPE[0]
+        planes = x_tr.reshape(len(x_tr), c, -1)
+        mu = planes.mean(axis=(0, 2))
+        sigma = planes.std(axis=(0, 2))
+        sigma = np.where(sigma > 0, sigma, 1.0)
+        scale = lambda a: ((a.reshape(len(a), c, -1) - mu[:, None]) / sigma[:, None]  # noqa: E731
+                           ).reshape(len(a), -1)
+        x_tr, x_te = scale(x_tr), scale(x_te)
+    return _split_task("cifar10", x_tr, l_tr, x_te, l_te, 10, "cross_entropy",
+                       input_shape=CIFAR10_SHAPE)

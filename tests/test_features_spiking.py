@@ -16,8 +16,6 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from lrsim.analysis.protocol import protocol_sentence, search_protocols
-from lrsim.analysis.results import Protocol
 from lrsim.analysis.features import (
     SPIKING_OBSERVABLES,
     TrajectoryFeatures,
@@ -25,6 +23,8 @@ from lrsim.analysis.features import (
     make_samples,
     unrecorded_observables,
 )
+from lrsim.analysis.protocol import protocol_sentence, search_protocols
+from lrsim.analysis.results import Protocol
 from lrsim.cli import main
 from lrsim.config import parse
 from lrsim.errors import ConfigError

@@ -91,3 +91,99 @@ def test_teacher_student_targets_follow_the_teacher_equation():
     np.testing.assert_allclose(task.x_test.numpy(), x[:20])
     np.testing.assert_allclose(task.y_train.numpy(), y[20:], rtol=1e-12)
     assert task.loss == "mse" and not task.classification
+
+
+# ---------------------------------------------------------------------------------------------
+# image tasks: digits as 1x8x8 images, CIFAR-10 from binary files the test writes
+
+
+def test_digits_carry_their_image_shape_with_flat_inputs():
+    from sklearn.datasets import load_digits
+
+    task = tasks.create("digits")
+    assert task.input_shape == (1, 8, 8) and task.n_in == 64
+    # the flat input, viewed as an image, is the bundled 8x8 image (row-major)
+    images = load_digits().images / 16.0
+    x = task.x_train[0].view(8, 8).numpy()
+    assert any(np.array_equal(x, im) for im in images)
+
+
+def write_cifar(path, labels: np.ndarray, pixels: np.ndarray) -> None:
+    """A file in CIFAR-10's binary layout: per record 1 label byte then 3072 pixel bytes."""
+    records = np.concatenate([labels.astype(np.uint8)[:, None], pixels.astype(np.uint8)], 1)
+    path.write_bytes(records.tobytes())
+
+
+@pytest.fixture
+def cifar_dir(tmp_path):
+    """Six files of 7 records each (the reader takes any whole number of records)."""
+    rng = np.random.default_rng(3)
+    names = [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]
+    content = {}
+    for name in names:
+        labels = rng.integers(0, 10, 7)
+        pixels = rng.integers(0, 256, (7, 3072))
+        write_cifar(tmp_path / name, labels, pixels)
+        content[name] = (labels, pixels)
+    return tmp_path, content
+
+
+def test_cifar10_reads_the_binary_files(cifar_dir):
+    path, content = cifar_dir
+    task = tasks.create("cifar10", path=str(path), normalize=False)
+    train = [content[f"data_batch_{i}.bin"] for i in range(1, 6)]
+    assert task.input_shape == (3, 32, 32) and task.n_in == 3072 and task.n_out == 10
+    assert task.x_train.shape == (35, 3072) and task.x_test.shape == (7, 3072)
+    np.testing.assert_array_equal(task.labels_train.numpy(), np.concatenate([t[0] for t in train]))
+    np.testing.assert_allclose(task.x_train.numpy(), np.concatenate([t[1] for t in train]) / 255)
+    np.testing.assert_array_equal(task.labels_test.numpy(), content["test_batch.bin"][0])
+    # pixel (c, i, j) of an image sits at c*1024 + 32 i + j: the red plane first, row-major
+    img = task.x_test[2].view(3, 32, 32).numpy()
+    assert img[1, 4, 5] == content["test_batch.bin"][1][2, 1024 + 4 * 32 + 5] / 255
+    np.testing.assert_array_equal(task.y_test.argmax(1).numpy(), task.labels_test.numpy())
+    # the parent of cifar-10-batches-bin works too (the official archive's layout)
+    parent = path.parent / "archive"
+    parent.mkdir()
+    (parent / "cifar-10-batches-bin").symlink_to(path)
+    assert (tasks.create("cifar10", path=str(parent), normalize=False).x_test
+            == task.x_test).all()
+
+
+def test_cifar10_subsets_and_per_channel_normalisation(cifar_dir):
+    path, content = cifar_dir
+    task = tasks.create("cifar10", path=str(path), train_samples=10, test_samples=3)
+    assert task.x_train.shape == (10, 3072) and task.x_test.shape == (3, 3072)
+    raw = np.concatenate([content["data_batch_1.bin"][1], content["data_batch_2.bin"][1]])[:10]
+    planes = raw.reshape(10, 3, 1024) / 255.0
+    mu, sd = planes.mean(axis=(0, 2)), planes.std(axis=(0, 2))
+    x = task.x_train.numpy().reshape(10, 3, 1024)
+    np.testing.assert_allclose(x.mean(axis=(0, 2)), 0.0, atol=1e-12)
+    np.testing.assert_allclose(x.std(axis=(0, 2)), 1.0, rtol=1e-12)
+    test = content["test_batch.bin"][1][:3].reshape(3, 3, 1024) / 255.0
+    np.testing.assert_allclose(task.x_test.numpy().reshape(3, 3, 1024),
+                               (test - mu[:, None]) / sd[:, None], rtol=1e-12)
+
+
+def test_cifar10_missing_or_malformed_files_name_the_file(cifar_dir, tmp_path_factory):
+    path, _ = cifar_dir
+    with pytest.raises(ConfigError, match="needs 'path'"):
+        tasks.create("cifar10")
+    with pytest.raises(ConfigError, match="not a directory"):
+        tasks.create("cifar10", path=str(path / "nope"))
+    (path / "data_batch_3.bin").rename(path / "moved.bin")
+    with pytest.raises(ConfigError, match="data_batch_3.bin' not found"):
+        tasks.create("cifar10", path=str(path))
+    (path / "moved.bin").rename(path / "data_batch_3.bin")
+    blob = (path / "data_batch_4.bin").read_bytes()
+    (path / "data_batch_4.bin").write_bytes(blob[:-1])
+    with pytest.raises(ConfigError, match="data_batch_4.bin' has 21510 bytes, not a whole"):
+        tasks.create("cifar10", path=str(path))
+    (path / "data_batch_4.bin").write_bytes(blob)
+    bad = bytearray((path / "test_batch.bin").read_bytes())
+    bad[3 * 3073] = 42  # record 3's label byte
+    (path / "test_batch.bin").write_bytes(bytes(bad))
+    with pytest.raises(ConfigError, match="test_batch.bin' record 3 has label 42"):
+        tasks.create("cifar10", path=str(path))
+    (path / "test_batch.bin").write_bytes(b"")
+    with pytest.raises(ConfigError, match="test_batch.bin' has 0 bytes"):
+        tasks.create("cifar10", path=str(path))

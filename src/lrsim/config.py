@@ -16,9 +16,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+)
 
+from lrsim.contract import OBSERVABLES, check_observables, check_stats
 from lrsim.errors import ConfigError
+from lrsim.layers import conv_geometry
+from lrsim.models.tasks import tasks
+from lrsim.optimizers import optimizers
+from lrsim.rules import rules
 
 
 class _Strict(BaseModel):
@@ -44,19 +57,57 @@ class RuleSpec(_Open):
     name: str = "backprop"
 
 
+_ConvInt = Annotated[int, Field(ge=0, le=1024)]
+CONV_KEYS = ("conv", "kernel", "stride", "padding", "pool", "pool_type")
+
+
 class ModelSpec(_Strict):
+    """The network: `conv` output channels per convolutional layer (image tasks; each layer
+    followed by the activation, then by `pool` x `pool` pooling when pool > 1), then the dense
+    `hidden` widths, then the readout. kernel, stride, padding, pool: one value for every conv
+    layer or a list with one per conv layer. Without conv layers the conv keys are left out of
+    the resolved experiment (MLP run ids do not change)."""
+
+    conv: list[Annotated[int, Field(ge=1, le=100_000)]] = Field(default_factory=list)
+    kernel: _ConvInt | list[_ConvInt] = 3
+    stride: _ConvInt | list[_ConvInt] = 1
+    padding: _ConvInt | list[_ConvInt] = 1
+    pool: _ConvInt | list[_ConvInt] = 1
+    pool_type: Literal["max", "avg"] = "max"
     hidden: list[Annotated[int, Field(ge=1, le=1_000_000)]] = Field(
         default_factory=lambda: [64, 64])
     activation: Literal["relu", "tanh", "sigmoid", "linear"] = "relu"
     bias: bool = True
     init_scale: float = Field(1.0, gt=0)
 
+    @field_validator("kernel", "stride", "padding", "pool")
+    @classmethod
+    def _per_conv_layer(cls, v: int | list[int], info: ValidationInfo) -> int | list[int]:
+        n = len(info.data.get("conv") or [])
+        low = 0 if info.field_name == "padding" else 1
+        values = v if isinstance(v, list) else [v]
+        if isinstance(v, list) and len(v) != n:
+            raise ValueError(f"lists {len(v)} values for {n} conv layers; give one number or "
+                             "one per conv layer")
+        if any(x < low for x in values):
+            raise ValueError(f"must be >= {low}")
+        return v
+
     @field_validator("hidden")
     @classmethod
-    def _non_empty(cls, v: list[int]) -> list[int]:
-        if not v:
-            raise ValueError("must list at least one hidden layer width, e.g. [64]")
+    def _non_empty(cls, v: list[int], info: ValidationInfo) -> list[int]:
+        if not v and not info.data.get("conv"):
+            raise ValueError("must list at least one hidden layer width, e.g. [64] (or give "
+                             "conv layers: conv = [16, 32])")
         return v
+
+    @model_serializer(mode="wrap")
+    def _drop_conv_keys(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        if not self.conv:
+            for key in CONV_KEYS:
+                data.pop(key, None)
+        return data
 
 
 class TrainSpec(_Strict):
@@ -72,21 +123,19 @@ class TrainSpec(_Strict):
     eps: float = Field(1e-8, gt=0, le=1)
 
     def optimizer_params(self) -> dict[str, Any]:
-        from lrsim.optimizers import optimizers
-
         declared = optimizers.entry(self.optimizer).params
         return {k: getattr(self, k) for k in declared}
 
 
 class ObserveSpec(_Strict):
-    """What the observers record (see `lrsim.analysis.observers`)."""
+    """What the observers record (`lrsim.analysis.observer`; names from `lrsim.contract`)."""
 
     enabled: bool = True
     every: int | None = Field(None, ge=1)
     schedule: Literal["linear", "log"] = "linear"
     points: int = Field(21, ge=2, le=100_000)
     observables: list[str] = Field(
-        default_factory=lambda: ["weights", "activations", "activity_change"])
+        default_factory=lambda: list(OBSERVABLES))
     stats: list[str] | None = None  # None = all
     units: list[int] = Field(default_factory=lambda: [0])
     noise: list[float] = Field(default_factory=lambda: [0.0])
@@ -113,21 +162,14 @@ class ObserveSpec(_Strict):
     @field_validator("observables")
     @classmethod
     def _observables(cls, v: list[str]) -> list[str]:
-        from lrsim.analysis.observers import OBSERVABLES
-
-        bad = [o for o in v if o not in OBSERVABLES]
-        if bad:
-            raise ValueError(f"unknown observable(s) {', '.join(map(repr, bad))}; allowed: "
-                             f"{', '.join(OBSERVABLES)}")
-        if len(set(v)) != len(v):
-            raise ValueError("lists an observable twice")
-        return v
+        try:
+            return check_observables(v)
+        except ConfigError as err:
+            raise ValueError(str(err)) from None
 
     @field_validator("stats")
     @classmethod
     def _stats(cls, v: list[str] | None) -> list[str] | None:
-        from lrsim.analysis.stats import check_stats
-
         if v is None:
             return v
         try:
@@ -240,12 +282,40 @@ def parse(data: dict[str, Any], source: str = "experiment") -> Experiment:
     return validate_registries(exp, source)
 
 
+# rule families with no convolutional form, and why (such rules declare `layer_kinds`)
+NO_CONV_FORM = {
+    "hebbian": "their stabilising terms (Oja's diag(y^2) W, Sanger's LT(y y^T) W, BCM's "
+               "per-unit threshold) act on the rows of a dense W, and lrsim defines no "
+               "weight-shared form of them",
+}
+
+
+def check_conv_model(exp: Experiment, rule: Any, task_info: dict[str, Any]) -> None:
+    """Refuse a `[model] conv` stack that cannot run, with one message: not the rate
+    substrate, a task without images (tasks declare `input_shape` in the registry), a rule not
+    written for conv layers (`Rule.layer_kinds`), a geometry that leaves no positions."""
+    if exp.substrate != "rate":
+        raise ConfigError(f"[model] conv: convolutional layers run on the rate substrate only "
+                          f"(substrate is '{exp.substrate}')")
+    shape = task_info.get("input_shape")
+    if shape is None:
+        raise ConfigError(f"[model] conv needs an image task (digits, mnist, cifar10); task "
+                          f"'{exp.task.name}' gives flat vectors (use hidden = [...] only)")
+    kinds = getattr(rule, "layer_kinds", None)
+    if kinds is not None and "conv" not in kinds:
+        why = NO_CONV_FORM.get(rule.family, f"it declares layer_kinds = {sorted(kinds)}")
+        raise ConfigError(f"rule '{exp.rule.name}' cannot train conv layers: {why}; use a "
+                          f"credit-assignment rule or drop [model] conv")
+    m = exp.model
+    try:
+        conv_geometry(shape, m.conv, m.kernel, m.stride, m.padding, m.pool)
+    except ValueError as err:
+        raise ConfigError(f"[model] conv on task '{exp.task.name}' images {tuple(shape)}: "
+                          f"{err}") from None
+
+
 def validate_registries(exp: Experiment, source: str = "experiment") -> Experiment:
     """Check names and hyperparameters against the registries and fill in their defaults."""
-    from lrsim.models.tasks import tasks
-    from lrsim.optimizers import optimizers
-    from lrsim.rules import rules
-
     try:
         entry = rules.entry(exp.rule.name)
         rule_params = rules.resolve(exp.rule.name, exp.rule.params)
@@ -255,6 +325,8 @@ def validate_registries(exp: Experiment, source: str = "experiment") -> Experime
                               f"{', '.join(entry.info['substrates'])}")
         task_params = tasks.resolve(exp.task.name, exp.task.params)
         optimizers.entry(exp.train.optimizer)
+        if exp.model.conv:
+            check_conv_model(exp, entry.factory, tasks.entry(exp.task.name).info)
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None
     data = exp.model_dump()

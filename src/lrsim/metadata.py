@@ -1,10 +1,11 @@
 """What every variable and coordinate of a run file means: CF-style `units`, `long_name` and a
 `description`, and the file's `Conventions`.
 
-One table (`VARIABLES`, `COORDINATES`, `LABELS`) says, per name, its long name, its units (CF /
-UDUNITS spelling: "1" for dimensionless numbers, "degree", "Hz", "s"; none for text) and one
-sentence on what it is. `describe(ds)` writes the table into a Dataset's attributes (a run in
-memory, a run file, or a whole store); the plots read their axis labels from it.
+One table (`VARIABLES`, the run-file contract's `lrsim.contract.VARIABLES`; `COORDINATES`;
+`LABELS`) says, per name, its long name, its units (CF / UDUNITS spelling: "1" for dimensionless
+numbers, "degree", "Hz", "s"; none for text) and one sentence on what it is. `describe(ds)`
+writes the table into a Dataset's attributes (a run in memory, a run file, or a whole store);
+the plots read their axis labels from it.
 
 Statistics. `weights`, `activations` and `activity_change` hold a statistic (the `stat`
 coordinate) of a recorded quantity x. Their `units` attribute is the unit of x; a statistic s
@@ -27,6 +28,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from lrsim import contract
+
 CONVENTIONS = "CF-1.11"
 
 
@@ -43,63 +46,9 @@ class Meta:
         return self.spiking_units if substrate == "spiking" and self.spiking_units else self.units
 
 
-_STAT_NOTE = ("The `stat` coordinate names the statistic; `units` is the unit of the recorded "
-              "quantity x and statistic s has unit x^p, p = stat_power(s) (the `stat_power` "
-              "coordinate).")
-
-VARIABLES: dict[str, Meta] = {
-    "weights": Meta(
-        "statistic of forward weights",
-        "Statistic of the forward weights W_l onto the recorded units of layer l (their incoming "
-        "synapses; spiking runs: 1 = the PSP of w_unit_mv at 100 inputs), after undersampling "
-        "(`units`) and relative measurement noise (`noise`). " + _STAT_NOTE),
-    "activations": Meta(
-        "statistic of activity",
-        "Statistic of the recorded units' activity h_l (rate runs: on a fixed probe batch of "
-        "held-out inputs; spiking runs: trial firing rates in the window since the previous "
-        "time point), after undersampling and measurement noise. " + _STAT_NOTE,
-        spiking_units="Hz"),
-    "activity_change": Meta(
-        "statistic of activity change",
-        "Statistic of h_l(t) - h_l(t_prev), the change of the recorded units' activity since the "
-        "previous time point (NaN at the first). " + _STAT_NOTE, spiking_units="Hz"),
-    "alignment": Meta(
-        "feedback alignment angle",
-        "angle(B_l, W_l^T) between the feedback matrix carrying the error to layer l-1 and the "
-        "transpose of the forward weights; model-internal (no experiment measures it); NaN "
-        "where the rule has no feedback matrix.", "degree"),
-    "loss": Meta(
-        "training loss",
-        "Training loss at the time point (rate: on the first 128 training samples; spiking: "
-        "mean readout error 0.5 sum_c ((r_c - r*_c) / rate_scale)^2 over the window's trials)."),
-    "test_accuracy": Meta(
-        "test accuracy",
-        "Fraction of test inputs classified correctly at the time point (rate: the first 256 "
-        "test samples; spiking: the test block, first and last time point only; NaN for "
-        "regression)."),
-    "rate": Meta("population firing rate",
-                 "Mean firing rate of the population in the window since the previous time "
-                 "point.", "Hz"),
-    "cv_isi": Meta("coefficient of variation of inter-spike intervals",
-                   "CV of ISI of the population's neurons in the window, averaged over neurons "
-                   "with enough spikes."),
-    "fano": Meta("Fano factor of spike counts",
-                 "Variance over mean of the neurons' spike counts in the window's bins."),
-    "correlation": Meta("pairwise spike-count correlation",
-                        "Mean Pearson correlation of spike counts between pairs of neurons."),
-    "synchrony": Meta("synchrony (Golomb-Rinzel chi)",
-                      "Golomb-Rinzel chi of the population on 2 ms bins (0 asynchronous, 1 fully "
-                      "synchronous)."),
-    "ei_balance": Meta("E/I balance index",
-                       "|<I_e + I_i>| / <I_e> of the recorded excitatory neurons' input currents "
-                       "(0 = perfectly balanced)."),
-    "ei_correlation": Meta("E/I input correlation",
-                           "Correlation over time of the population's excitatory and (negated) "
-                           "inhibitory input currents."),
-    "dale_violations": Meta("Dale's law violations",
-                            "Number of plastic weights of the wrong sign at the time point "
-                            "(always 0 by construction)."),
-}
+# the variables' table is the run-file contract's (`lrsim.contract.VARIABLES`: a `Variable` has
+# the same long_name / description / units / units_for as a `Meta`)
+VARIABLES = contract.VARIABLES
 
 COORDINATES: dict[str, Meta] = {
     "run": Meta("run id", "Hash of the run's resolved configuration (its file name).", None),
@@ -136,7 +85,8 @@ LABELS: dict[str, Meta] = {
     "task": Meta("task", "Name of the task learned.", None),
     "activation": Meta("activation function", "relu | tanh | sigmoid | linear (lif: spiking).",
                        None),
-    "architecture": Meta("architecture", "Hidden layer widths, e.g. 64-64.", None),
+    "architecture": Meta("architecture", "Layer widths: conv channels as c<n>, then hidden "
+                         "widths, e.g. 64-64 or c16-c32-64.", None),
     "substrate": Meta("substrate", "rate (torch) or spiking (Brian2).", None),
     "seed": Meta("seed", "The run's random seed."),
     "replica": Meta("replica", "Index of the run among the replicas trained together."),

@@ -128,7 +128,6 @@ def run_identify(store: str | Path, out: str | Path, *, label: str = "rule",
     out = Path(out)
     check_claim(out, "report")
     prog = progress if isinstance(progress, Progress) else Progress("identify", progress)
-    prog.say(f"opening {store}" + (f" and {test}" if test is not None else ""))
     ds = open_store(store)
     test_ds = open_store(test) if test is not None else None
     with _torch_threads(1):

@@ -1,8 +1,9 @@
 """Batched rate networks: K multilayer perceptrons with one architecture, trained together.
 
 Layer l computes z_l = W_l h_{l-1} + b_l and h_l = f(z_l) (the output layer is linear:
-h_L = z_L). Every tensor has a leading replica axis K: W_l is (K, n_l, n_{l-1}) and activity is
-(K, N, n_l), so one `bmm` runs all K networks. Replica k is initialised from its own seed,
+h_L = z_L), through its layer kind (`lrsim.layers.Dense`, the interface rules also use). Every
+tensor has a leading replica axis K: W_l is (K, n_l, n_{l-1}) and activity is (K, N, n_l), so
+one `bmm` runs all K networks. Replica k is initialised from its own seed,
 W_l ~ N(0, (s_k g)^2 / n_{l-1}) with g the activation's gain (sqrt 2 for relu), s_k its init
 scale, so a replica does not depend on which others share its batch.
 """
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+from lrsim.layers import Layer, dense_layers
 
 ACTIVATIONS: dict[str, tuple[Callable[[Tensor], Tensor], Callable[[Tensor, Tensor], Tensor], float]]
 ACTIVATIONS = {
@@ -53,11 +56,17 @@ class Forward:
 
 
 class RateNetwork:
-    """K MLPs of widths `sizes` = [n_in, *hidden, n_out] held as batched tensors."""
+    """K networks of widths `sizes` = [n_in, *units, n_out] held as batched tensors.
+
+    `layers`: the layer kind of each layer (default: all dense, an MLP). A conv layer
+    (`lrsim.models.rate.conv.Conv2d`) counts its output channels in `sizes` (its units) and
+    gives its weight matrix shape (C_out, C_in kh kw) and output shape itself;
+    `lrsim.models.rate.conv.conv_network` builds such a network."""
 
     def __init__(self, sizes: list[int], activation: str = "relu", bias: bool = True,
                  seeds: list[int] | None = None, init_scale: Tensor | float = 1.0,
-                 dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"):
+                 dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
+                 layers: list[Layer] | None = None):
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation '{activation}'; known: {', '.join(ACTIVATIONS)}")
         seeds = list(seeds if seeds is not None else [0])
@@ -68,37 +77,65 @@ class RateNetwork:
         gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
         self.weights: list[Tensor] = []
         self.biases: list[Tensor] = []
-        for l, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        self.layers: list[Layer] = list(layers) if layers is not None \
+            else dense_layers(len(sizes) - 1)
+        n_in = sizes[0]  # values per sample reaching layer l (a conv layer's output, flat)
+        for l, n_out in enumerate(sizes[1:]):
             g = gain if l < len(sizes) - 2 else 1.0
-            w = torch.stack([torch.randn(n_out, n_in, generator=gk, dtype=torch.float64)
+            # W_l as a matrix (n_out, fan_in): dense (n_l, n_{l-1}); conv (C_out, C_in kh kw)
+            shape = getattr(self.layers[l], "matrix_shape", None) or (n_out, n_in)
+            w = torch.stack([torch.randn(shape, generator=gk, dtype=torch.float64)
                              for gk in gens])
-            w = w * (scale * g / math.sqrt(n_in)).view(-1, 1, 1)
+            w = w * (scale * g / math.sqrt(shape[1])).view(-1, 1, 1)
             self.weights.append(w.to(dtype=dtype, device=self.device))
             self.biases.append(torch.zeros(self.K, n_out, dtype=dtype, device=self.device))
+            out_shape = getattr(self.layers[l], "out_shape", None)
+            n_in = math.prod(out_shape) if out_shape else n_out
         # generators continue to be used by rules (feedback matrices) after the weights
         self.generators = gens
+        self.dense = all(layer.kind == "dense" for layer in self.layers)
 
     @property
     def n_layers(self) -> int:
         return len(self.weights)
 
+    @property
+    def parameters(self) -> tuple[list[Tensor], list[Tensor] | None]:
+        """(weights, biases) as the learning step updates them; biases None without bias."""
+        return self.weights, (self.biases if self.bias else None)
+
+    def _layer(self, l: int, h: Tensor) -> tuple[Tensor, Tensor]:
+        """(z_l, h_l) of layer l from its input h."""
+        b = self.biases[l] if self.bias else None
+        z = self.layers[l].forward(h, self.weights[l], b)
+        return z, (z if l == self.n_layers - 1 else self.f(z))
+
     def forward(self, x: Tensor) -> Forward:
         """x: (K, N, n_in) -> per-layer activity, each (K, N, n_l)."""
         pre, zs, posts, ders = [], [], [], []
         h = x
-        for l, (w, b) in enumerate(zip(self.weights, self.biases)):
+        for l in range(self.n_layers):
             pre.append(h)
-            z = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2)) if self.bias \
-                else torch.bmm(h, w.transpose(1, 2))
-            last = l == self.n_layers - 1
-            h = z if last else self.f(z)
+            z, h = self._layer(l, h)
             zs.append(z)
             posts.append(h)
-            ders.append(torch.ones_like(z) if last else self.fprime(z, h))
+            ders.append(torch.ones_like(z) if l == self.n_layers - 1 else self.fprime(z, h))
         return Forward(pre, zs, posts, ders)
 
+    def activity(self, x: Tensor) -> list[Tensor]:
+        """h_l of every layer (the output linear), (K, N, n_l) each: `forward` without the
+        derivatives."""
+        out, h = [], x
+        for l in range(self.n_layers):
+            _, h = self._layer(l, h)
+            out.append(h)
+        return out
+
     def output(self, x: Tensor) -> Tensor:
-        """Output pre-activation z_L only (no per-layer bookkeeping)."""
+        """Output pre-activation z_L only (no per-layer bookkeeping; the bias is added after
+        the product, not fused as in `forward`: the figures of `train.evaluate`)."""
+        if not self.dense:
+            return self.activity(x)[-1]
         h = x
         for l, (w, b) in enumerate(zip(self.weights, self.biases)):
             h = torch.bmm(h, w.transpose(1, 2))
