@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,9 +92,10 @@ class TestScore:
 
 @dataclass
 class SweepPoint:
-    """Accuracy with one recording factor set to `value`, the others at the full view."""
+    """Accuracy with one recording factor set to `value` (units and time points are ints),
+    the others at the full view."""
 
-    value: float
+    value: int | float
     accuracy: float
     accuracy_sem: float
     run_accuracy: float
@@ -396,6 +399,41 @@ class IdentifyResult:
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict of every field (non-finite floats -> None)."""
         return _jsonable(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> IdentifyResult:
+        """The result back from `to_dict()` (e.g. a `results.json`); None where a float was
+        not finite reads as inf for a caliper, NaN elsewhere."""
+        return _build(cls, d)
+
+
+def _build(tp: Any, value: Any) -> Any:
+    """`value` (JSON) as type `tp` (dataclasses, lists, dicts, optionals, scalars)."""
+    origin = typing.get_origin(tp)
+    if origin in (types.UnionType, typing.Union):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return math.nan if args == [float] else None
+        return _build(args[0], value) if len(args) == 1 else value
+    if dataclasses.is_dataclass(tp):
+        hints = typing.get_type_hints(tp)
+        kwargs = {}
+        for f in dataclasses.fields(tp):
+            if f.name in value:
+                v = value[f.name]
+                if f.name == "caliper" and v is None:
+                    v = math.inf
+                kwargs[f.name] = _build(hints[f.name], v)
+        return tp(**kwargs)
+    if origin is list:
+        (arg,) = typing.get_args(tp) or (Any,)
+        return [_build(arg, v) for v in value]
+    if origin is dict:
+        _, arg = typing.get_args(tp) or (Any, Any)
+        return {k: _build(arg, v) for k, v in value.items()}
+    if tp is float:
+        return math.nan if value is None else float(value)
+    return value
 
 
 def _jsonable(obj: Any) -> Any:

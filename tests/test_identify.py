@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ from lrsim.analysis.identify import identify, plan
 from lrsim.analysis.labels import with_label
 from lrsim.analysis.null import default_permutations
 from lrsim.analysis.progress import Progress
+from lrsim.analysis.report import render
 from lrsim.analysis.results import IdentifyResult
 from lrsim.cli import main
 from lrsim.errors import ConfigError
@@ -130,6 +132,14 @@ def test_results_are_typed_and_json_safe(planted_result):
         planted_result.headline.section.scores["forest"].accuracy)
     assert back["settings"]["n_permutations"] == 3 and back["settings"]["target"] == 0.9
     assert isinstance(planted_result, IdentifyResult)
+    # results.json holds the whole result: it reads back into the dataclasses, unchanged
+    again = IdentifyResult.from_dict(back)
+    assert again.to_dict() == back
+    assert again.headline.held_out[0].scores["forest"].confusion.classes == ["a", "b", "c"]
+    def text(html):  # the page without its figures' bytes
+        return re.sub(r'src="data:image/png;base64,[^"]*"', "src", html)
+
+    assert text(render(again)) == text(render(planted_result))
 
 
 def test_rule_optimizer_label_is_derived_per_run():
@@ -189,8 +199,6 @@ def stores(tmp_path_factory):
                                                    r"per-run 'optimizer' \(per-run keys: "),
 ])
 def test_bad_input_is_one_line_exit_2_nothing_written(stores, tmp_path, capsys, args, message):
-    import re
-
     store = stores["train"]
     if "--store" in args:
         i = args.index("--store")

@@ -21,7 +21,7 @@ from lrsim.errors import ConfigError
 from lrsim.outdir import check_claim
 
 if TYPE_CHECKING:
-    from lrsim.analysis.results import IdentifyResult
+    from lrsim.analysis.results import Breakdown, IdentifyResult
 
 
 EXAMPLES = """examples:
@@ -158,6 +158,18 @@ def _acc(a: float, se: float | None = None) -> str:
     return f"{a:.3f}" + (f" +/- {se:.3f}" if se is not None else "")
 
 
+def _by(b: Breakdown) -> str:
+    """'  by units: all 0.57, 8 0.49 | noise: ... | time points: ...' (forest)."""
+    parts = []
+    for key, rows in b.factors().items():
+        if key == "fraction":
+            continue
+        vals = ", ".join(f"{'all' if key == 'units' and p.value == 0 else f'{p.value:g}'} "
+                         f"{p.accuracy:.2f}" for p in rows)
+        parts.append(f"{key.replace('_', ' ')}: {vals}")
+    return f"  {b.classifier} by {' | '.join(parts)}"
+
+
 def summary_lines(r: IdentifyResult) -> list[str]:
     """The CLI summary: the headline (measurable only; held out when asked; per network), the
     control, the model-internal section, the protocol and its frontier."""
@@ -176,15 +188,7 @@ def summary_lines(r: IdentifyResult) -> list[str]:
                      f"{_acc(s.run_accuracy, s.run_accuracy_sem)}")
     lines.append(f"  permutation null (forest) {h.null.mean:.3f}, 95th pct {h.null.q95:.3f}, "
                  f"p = {h.null.p_value:.3f}")
-    b = h.breakdown
-    parts = []
-    for key, rows in b.factors().items():
-        if key == "fraction":
-            continue
-        vals = ", ".join(f"{'all' if key == 'units' and p.value == 0 else f'{p.value:g}'} "
-                         f"{p.accuracy:.2f}" for p in rows)
-        parts.append(f"{key.replace('_', ' ')}: {vals}")
-    lines.append(f"  by {' | '.join(parts)}")
+    lines.append(_by(h.breakdown))
     if h.confused_pairs:
         lines.append("  told apart worst (" + h.section.best + "): " + ", ".join(
             f"{p.a} / {p.b} {p.rate:.2f}" for p in h.confused_pairs[:5]) +
@@ -195,6 +199,8 @@ def summary_lines(r: IdentifyResult) -> list[str]:
         for clf, s in ho.scores.items():
             lines.append(f"  {clf:<9} {_acc(s.accuracy, s.accuracy_se)}   per network "
                          f"{s.run_accuracy:.3f}")
+        if ho.breakdown is not None:
+            lines.append(_by(ho.breakdown))
         if ho.control is not None:
             lines.append(f"  loss-curve classifier (forest) {ho.control.accuracy:.3f}")
     if r.control is not None:
