@@ -252,3 +252,15 @@ def test_confused_pairs_from_a_known_matrix():
     assert [(p.a, p.b) for p in pairs] == [("a", "b")]
     assert pairs[0].rate == pytest.approx((0.4 + 0.2) / 2)
     assert [(p.a, p.b) for p in c.confused_pairs(0.04)] == [("a", "b"), ("b", "c")]
+
+
+def test_progress_bar_mode_draws_a_bar_per_phase():
+    """In a terminal (mode "bar") each phase is a tqdm bar that ends at its total."""
+    import io
+
+    buf = io.StringIO()
+    p = Progress("identify", "bar", stream=buf)
+    with p.phase("permutation null", 4) as tick:
+        for _ in range(4):
+            tick()
+    assert "identify: permutation null" in buf.getvalue() and "4/4" in buf.getvalue()
