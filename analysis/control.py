@@ -182,7 +182,8 @@ def matched_control(data: xr.Dataset, label: str, control_samples: Samples,
     row, sets = verified[-1]
     kept = [str(runs[i]) for i in sorted(i for s in sets for i in s)]
     meas = measurable_samples.subset(np.isin(measurable_samples.groups, kept))
-    with progress.phase("matched control: measurable observables", 1 + n_perm) as tick:
+    with progress.phase("matched control: measurable observables", 1 + n_perm,
+                        "fits") as tick:
         m_score, m_null = null_test(meas, est, splits, n_perm, random_state=random_state,
                                     tick=tick)
     return MatchedControl(METHOD, float(row["caliper"]), list(row["classes"]),
@@ -199,7 +200,7 @@ def _verify(row: dict[str, Any], sets: list[list[int]], runs: np.ndarray,
     ctrl = control_samples.subset(np.isin(control_samples.groups, kept))
     caliper = row["caliper"]
     with progress.phase(f"matched control, caliper {caliper:g}: loss-curve classifier",
-                        1 + n_perm) as tick:
+                        1 + n_perm, "fits") as tick:
         score, null = null_test(ctrl, est, splits, n_perm, random_state=random_state, tick=tick)
     row.update(score=score, null=null, loss_curve_accuracy=score.accuracy, null_q95=null.q95,
                p_value=null.p_value)

@@ -264,7 +264,7 @@ class _Study:
                 ) -> Section:
         scores = {}
         for clf in self.classifiers:
-            with self.progress.phase(f"{what}: {clf}", self.n_splits) as tick:
+            with self.progress.phase(f"{what}: {clf}", self.n_splits, "splits") as tick:
                 scores[clf] = cross_validate(samples, clf, self.splitter, quick=self.quick,
                                              n_jobs=self.n_jobs, random_state=self.rs,
                                              tick=tick)
@@ -299,17 +299,17 @@ class _Study:
                                  units=p.units, noise=p.noise, random_state=self.rs,
                                  meta_keys=self.meta_keys)
 
-        with self.progress.phase("permutation null", 1 + self.n_perm) as tick:
+        with self.progress.phase("permutation null", 1 + self.n_perm, "fits") as tick:
             _, null = null_test(meas_samples, self.sweep_est, self.null_splits, self.n_perm,
                                 random_state=self.rs, tick=tick)
         values = self.sweep.factor_values(self.quick)
         with self.progress.phase("breakdown by units / noise / time points / fraction",
-                                 sum(len(v) for v in values.values())) as tick:
+                                 sum(len(v) for v in values.values()), "points") as tick:
             breakdown = self.sweep.breakdown(p.measurable, values, tick=tick)
 
         per_obs, model_internal = self.per_observable()
         control = self.control(meas_samples)
-        with self.progress.phase("importance", self.sweep_splits.n_repeats) as tick:
+        with self.progress.phase("importance", self.sweep_splits.n_repeats, "splits") as tick:
             ranked = importance(meas_samples, self.sweep_est, self.sweep_splits,
                                 n_repeats=2 if self.quick else 5, random_state=self.rs,
                                 tick=tick)
@@ -356,7 +356,7 @@ class _Study:
             jobs.append((EVERYTHING, EVERYTHING, [*p.measurable, *p.internal]))
         jobs += [(o, CONTROL, [o]) for o in p.control]
         rows = []
-        with self.progress.phase("accuracy per observable", len(jobs)) as tick:
+        with self.progress.phase("accuracy per observable", len(jobs), "sets") as tick:
             for name, kind, obs in jobs:
                 rows.append(self.observable_score(name, kind, obs))
                 tick(1)
@@ -409,7 +409,7 @@ class _Study:
         total = len(estimators) + sum(len(v) for v in values.values()) + extra
         name = f"--test {value}" if kind == "test_store" else f"{key}={value}"
         what = "generalisation" if kind == "generalisation" else "held out"
-        with self.progress.phase(f"{what} {name}", total) as tick:
+        with self.progress.phase(f"{what} {name}", total, "fits") as tick:
             scores = score_held_out(train, test, classes, estimators, tick=tick)
             breakdown = (held_out_breakdown(pair_at, self.sweep_est, classes, values, tick=tick)
                          if values else None)
@@ -462,7 +462,8 @@ class _Study:
         n_noise = len(views(p.data, "noise", 0.0))
         n_obs = len(p.measurable) + (1 if len(p.measurable) > 1 else 0)
         total = n_obs * n_units * n_noise * len(tps)
-        with self.progress.phase(f"protocol search (target {self.target:.0%})", total) as tick:
+        with self.progress.phase(f"protocol search (target {self.target:.0%})", total,
+                                 "protocols") as tick:
             def score(observables: Sequence[str], units: int, noise: float,
                       time_points: int) -> dict[str, float]:
                 r = self.sweep.score(observables, units=units, noise=noise,

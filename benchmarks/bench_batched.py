@@ -1,145 +1,329 @@
-"""Batched rate networks vs the same networks trained one at a time with torch.nn.
+"""The trainer's real step vs what a user would write instead, interleaved in one process.
 
-Measured side by side in one run, backprop + sgd on a digits-shaped problem (64 -> w -> w -> 10,
-batch 32):
-  (a) K networks as one batched lrsim step vs K ordinary `torch.nn` MLPs, each with its own
-      `torch.optim.SGD` and autograd, stepped in a Python loop. The one-at-a-time time is
-      measured on min(K, SAMPLE) networks and scaled linearly to K (they are independent).
-  (b) the batched step's achieved FLOP/s as a fraction of this machine's peak matmul FLOP/s
-      (a large float32 matmul measured in the same run).
+Networks 64 -> w -> w -> 10 (relu, cross-entropy, bias), batch 32 drawn per network from the
+digits training set, all K networks at lr 0.01. Variants (`benchmarks/peers.py`):
 
-Usage: python benchmarks/bench_batched.py [--quick] [--write]   (--write updates BENCHMARKS.md)
+  lrsim   the trainer itself (`lrsim.models.rate.train.train`), observers off: the timed steps
+          are the trainer's own loop (sampling, forward, rule, optimizer, update, divergence
+          check every 25 steps). A timing observer (`Interleave`) is called by the trainer
+          every `every` steps; it reads the clock, runs the other variants for `every` steps
+          each, and reads the clock again, so every round times all variants back to back
+          under the same load.
+  loop    K `torch.nn` MLPs, autograd and `torch.optim`, one at a time in a Python loop
+          (timed on min(K, 8) networks and scaled to K: they are independent).
+  vmap    the peer: `torch.func.vmap(grad(functional_call))` over the K stacked MLPs, one
+          `torch.optim` optimizer (foreach) over the stacked tensors.
+  fused   a hand-written prototype of the step with the weight gradient fused into the update
+          (`FusedStep`); `--chunk C` also runs it C replicas at a time.
+  biotorch BioTorch's feedback alignment, per network (rule feedback_alignment only; skipped
+          when BioTorch is not importable).
+
+Clock: `time.thread_time` (CPU time of this thread) with one torch thread, so time the machine
+gives to other processes is not counted. Figures: per variant the median seconds per step over
+the rounds, and per round the ratio variant / lrsim (median and range). Peak: a 1024^3 float32
+matmul timed in the same process between points; "% peak" = the step's matmul FLOPs (forward,
+error propagation below the output layer, weight gradients) / time / peak.
+
+    OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python benchmarks/bench_batched.py \
+        [--widths 32 128 512] [--ks 16 64 256 1024] [--optimizers sgd momentum adam] \
+        [--rule backprop] [--rounds 7] [--every 25] [--variants loop vmap fused] [--write]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import platform
-import re
+import statistics
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-import torch
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from lrsim.models.rate import RateNetwork, loss_and_error
-from lrsim.rules import rules
-from lrsim.rules.base import Signals
+import torch  # noqa: E402
 
-SAMPLE = 8
-BATCH, N_IN, N_OUT = 32, 64, 10
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peers import NNLoop, VmapPeer, biotorch_fa  # noqa: E402
 
+from lrsim.config import parse  # noqa: E402
+from lrsim.models.rate import RateNetwork  # noqa: E402
+from lrsim.models.rate.train import train  # noqa: E402
+from lrsim.models.tasks import tasks  # noqa: E402
 
-def _timeit(fn, min_time: float = 0.5, min_reps: int = 3) -> float:
-    """Median seconds per call over repeats filling `min_time`."""
-    fn()  # warm up
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < min_reps or time.perf_counter() - start < min_time:
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-        if len(times) > 200:
-            break
-    times.sort()
-    return times[len(times) // 2]
+ROOT = Path(__file__).resolve().parents[1]
+BATCH, N_IN, N_OUT, LR = 32, 64, 10, 0.01
+LOOP_SAMPLE = 8
 
 
-def batched_step_fn(width: int, k: int, steps: int):
-    net = RateNetwork([N_IN, width, width, N_OUT], "relu", seeds=list(range(k)))
-    rule = rules.create("backprop")
-    state = rule.init(net.weights, net.generators)
-    x = torch.rand(k, BATCH, N_IN)
-    t = torch.nn.functional.one_hot(torch.randint(0, N_OUT, (k, BATCH)), N_OUT).float()
-    lr = torch.full((k, 1, 1), 0.01)
-
-    def run():
-        for _ in range(steps):
-            fw = net.forward(x)
-            _, e = loss_and_error(fw.z[-1], t, "cross_entropy")
-            sig = Signals(fw.pre, fw.post, fw.derivative, e, t, net.weights, net.weights[1:])
-            for l, (gw, gb) in enumerate(rule.update(state, sig)):
-                net.weights[l] -= lr * gw
-                net.biases[l] -= lr[:, :, 0] * gb
-    return run
+def experiment(width: int, k: int, optimizer: str, rule: str, steps: int):
+    return parse({"name": "bench", "device": "cpu", "seed": 0, "task": {"name": "digits"},
+                  "model": {"hidden": [width, width], "activation": "relu"},
+                  "rule": {"name": rule},
+                  "train": {"optimizer": optimizer, "lr": LR, "batch_size": BATCH,
+                            "steps": steps, "replicas": k}})
 
 
-def loop_step_fn(width: int, n: int, steps: int):
-    models = [torch.nn.Sequential(torch.nn.Linear(N_IN, width), torch.nn.ReLU(),
-                                  torch.nn.Linear(width, width), torch.nn.ReLU(),
-                                  torch.nn.Linear(width, N_OUT)) for _ in range(n)]
-    opts = [torch.optim.SGD(m.parameters(), lr=0.01) for m in models]
-    x = torch.rand(n, BATCH, N_IN)
-    y = torch.randint(0, N_OUT, (n, BATCH))
-
-    def run():
-        for _ in range(steps):
-            for i, (m, o) in enumerate(zip(models, opts)):
-                o.zero_grad()
-                torch.nn.functional.cross_entropy(m(x[i]), y[i]).backward()
-                o.step()
-    return run
-
-
-def step_flops(width: int, k: int) -> float:
-    """Multiply-adds x 2 of one backprop step: forward, error propagation, weight gradients."""
+def step_flops(width: int, k: int, batch: int = BATCH) -> float:
+    """2 x multiply-adds of one step: forward, error propagation (not below layer 1), weight
+    gradients."""
     sizes = [(N_IN, width), (width, width), (width, N_OUT)]
     fwd = sum(a * b for a, b in sizes)
-    back = sum(a * b for a, b in sizes[1:])  # no propagation below the first layer
-    return 2.0 * BATCH * k * (fwd + back + fwd)
+    back = sum(a * b for a, b in sizes[1:])
+    return 2.0 * batch * k * (fwd + back + fwd)
 
 
-def peak_matmul_flops(n: int = 2048) -> float:
+def peak_flops(n: int = 1024, reps: int = 5) -> float:
+    """float32 matmul FLOP/s on this thread: best of `reps` n^3 products."""
     a, b = torch.randn(n, n), torch.randn(n, n)
-    return 2.0 * n**3 / _timeit(lambda: a @ b, min_time=1.0)
+    a @ b
+    best = float("inf")
+    for _ in range(reps):
+        t = time.thread_time()
+        a @ b
+        best = min(best, time.thread_time() - t)
+    return 2.0 * n**3 / best
+
+
+class FusedStep:
+    """Prototype: the trainer's backprop step with the weight gradient fused into the update.
+
+    sgd       W <- W - lr/N m^T h           one `baddbmm_` into W, -lr/N folded into m^T
+    momentum  v <- mu v + m^T h / N          one `baddbmm_` into v (beta = mu); W -= lr v
+    adam      g = m^T h / N (materialised: v needs g^2), then the moment and weight updates
+              in one compiled loop (`torch.compile`) or `torch._foreach_*` ops
+    `chunk` runs the whole step (forward, credit, update) on C replicas at a time, so a chunk's
+    weights can stay in cache between the phases.
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, width: int, k: int, optimizer: str,
+                 chunk: int | None = None, adam_impl: str = "ops", transposed: bool = False):
+        self.x, self.y, self.k = x, y, k
+        self.transposed = transposed
+        self.net = RateNetwork([N_IN, width, width, N_OUT], "relu", seeds=list(range(k)))
+        self.lr = torch.full((k, 1, 1), LR)
+        self.opt, self.chunk = optimizer, chunk or k
+        params = self.net.weights + self.net.biases
+        self.s1 = [torch.zeros_like(p) for p in params] if optimizer != "sgd" else None
+        self.s2 = [torch.zeros_like(p) for p in params] if optimizer == "adam" else None
+        self.t = 0
+        self.gen = torch.Generator().manual_seed(0)
+        self.adam_impl = adam_impl
+        if optimizer == "adam" and adam_impl == "compile":
+            self._adam = torch.compile(_adam_update, dynamic=False)
+        else:
+            self._adam = _adam_update
+
+    def run(self, n: int) -> None:
+        for _ in range(n):
+            idx = torch.randint(0, len(self.x), (self.k * BATCH,), generator=self.gen)
+            x = self.x.index_select(0, idx).view(self.k, BATCH, -1)
+            t = self.y.index_select(0, idx).view(self.k, BATCH, -1)
+            self.t += 1
+            for a in range(0, self.k, self.chunk):
+                sl = slice(a, a + self.chunk)
+                self._step(sl, x[sl], t[sl])
+
+    def _step(self, sl: slice, x: torch.Tensor, t: torch.Tensor) -> None:
+        ws = [w[sl] for w in self.net.weights]
+        bs = [b[sl] for b in self.net.biases]
+        lr = self.lr[sl]
+        pre, ders, h = [], [], x
+        n_l = len(ws)
+        for l, (w, b) in enumerate(zip(ws, bs)):
+            pre.append(h)
+            if self.transposed:  # z^T = W h^T + b: (K, n_out, N) in memory, z a view
+                z = torch.baddbmm(b.unsqueeze(2), w, h.transpose(1, 2)).transpose(1, 2)
+            else:
+                z = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
+            if l < n_l - 1:
+                h = torch.relu(z)
+                ders.append(h.sign())  # relu'(z) as 0/1 in one pass (`z > 0` + cast: two)
+            else:
+                h = z
+        zs = h - h.amax(-1, keepdim=True)  # softmax by hand: log_softmax is slow on AVX-512
+        ez = zs.exp()
+        m = [ez / ez.sum(-1, keepdim=True) - t]
+        for l in range(n_l - 2, -1, -1):
+            m.insert(0, torch.bmm(m[0], ws[l + 1]) * ders[l])
+        inv_n = 1.0 / x.shape[1]
+        for l in range(n_l):
+            mt = m[l].transpose(1, 2)
+            if self.opt == "sgd":
+                ws[l].baddbmm_(mt * (-lr * inv_n), pre[l])
+                bs[l].sub_(lr[:, :, 0] * m[l].mean(1))
+                continue
+            if self.opt == "momentum":
+                v, vb = self.s1[l][sl], self.s1[n_l + l][sl]
+                v.baddbmm_(mt * inv_n, pre[l], beta=0.9)
+                vb.mul_(0.9).add_(m[l].mean(1))
+                ws[l].addcmul_(lr, v, value=-1)
+                bs[l].addcmul_(lr[:, :, 0], vb, value=-1)
+                continue
+            g = torch.bmm(mt * inv_n, pre[l])
+            c1, c2 = 1 - 0.9**self.t, 1 - 0.999**self.t
+            self._adam(ws[l], g, self.s1[l][sl], self.s2[l][sl], lr, c1, c2)
+            self._adam(bs[l], m[l].mean(1), self.s1[n_l + l][sl], self.s2[n_l + l][sl],
+                       lr[:, :, 0], c1, c2)
+
+
+def _adam_update(w: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tensor,
+                 lr: torch.Tensor, c1: float, c2: float) -> None:
+    """m <- b1 m + (1-b1) g; v <- b2 v + (1-b2) g^2; w -= lr m/c1 / (sqrt(v/c2) + eps)."""
+    m.lerp_(g, 0.1)
+    v.mul_(0.999).addcmul_(g, g, value=0.001)
+    w.sub_(lr * (m / c1) / ((v / c2).sqrt() + 1e-8))
+
+
+class Interleave:
+    """An lrsim observer that times the trainer between its calls and runs the other variants
+    in between (see the module docstring)."""
+
+    def __init__(self, peers: dict[str, Callable[[int], None]], every: int, rounds: int,
+                 warm: int):
+        self.peers, self.every, self.rounds, self.warm = peers, every, rounds, warm
+        self.times: dict[str, list[float]] = {"lrsim": [], **{p: [] for p in peers}}
+        self.mark: float | None = None
+        self.round = 0
+
+    def steps(self, total_steps: int) -> list[int]:
+        return [self.warm + i * self.every for i in range(self.rounds + 1)]
+
+    def start(self, ctx) -> None:  # noqa: ANN001
+        pass
+
+    def record(self, step: int, ctx) -> None:  # noqa: ANN001
+        now = time.thread_time()
+        first = self.mark is None
+        if not first:
+            self.times["lrsim"].append((now - self.mark) / self.every)
+        names = list(self.peers)
+        names = names[self.round % len(names):] + names[:self.round % len(names)] if names \
+            else []
+        for name in names:
+            t = time.thread_time()
+            with torch.enable_grad():  # the trainer runs under no_grad; autograd peers need it
+                self.peers[name](self.every if not first else max(1, self.every // 5))
+            if not first:
+                self.times[name].append((time.thread_time() - t) / self.every)
+        self.round += 1
+        self.mark = time.thread_time()
+
+
+def measure(width: int, k: int, optimizer: str, rule: str, variants: list[str], rounds: int,
+            every: int, chunk: int | None, adam_impl: str) -> dict[str, list[float]]:
+    task = tasks.create("digits")
+    x = task.x_train.float()
+    labels, onehot = task.labels_train, task.y_train.float()
+    peers: dict[str, Callable[[int], None]] = {}
+    scale: dict[str, float] = {}
+    if "loop" in variants:
+        n = min(k, LOOP_SAMPLE)
+        peers["loop"] = NNLoop(x, labels, width, n, BATCH, optimizer, LR).run
+        scale["loop"] = k / n
+    if "vmap" in variants:
+        peers["vmap"] = VmapPeer(x, labels, width, k, BATCH, optimizer, LR).run
+    if "fused" in variants and rule == "backprop":
+        peers["fused"] = FusedStep(x, onehot, width, k, optimizer, None, adam_impl).run
+        peers["fusedT"] = FusedStep(x, onehot, width, k, optimizer, None, adam_impl,
+                                    transposed=True).run
+        if chunk and chunk < k:
+            peers[f"fused/{chunk}"] = FusedStep(x, onehot, width, k, optimizer, chunk,
+                                                adam_impl).run
+    if "biotorch" in variants and rule == "feedback_alignment":
+        import contextlib
+        import io
+        with contextlib.redirect_stdout(io.StringIO()):
+            n = min(k, LOOP_SAMPLE)
+            run = biotorch_fa(x, labels, width, n, BATCH, optimizer, LR)
+        if run is not None:
+            peers["biotorch"] = run
+            scale["biotorch"] = k / n
+    warm = 2 * every
+    ob = Interleave(peers, every, rounds, warm)
+    train(experiment(width, k, optimizer, rule, warm + rounds * every), observers=[ob])
+    return {name: [t * scale.get(name, 1.0) for t in ts] for name, ts in ob.times.items()}
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--quick", action="store_true", help="small grid, for a smoke test")
-    p.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
-    args = p.parse_args()
-    widths = [32, 128] if args.quick else [32, 128, 512]
-    ks = [1, 16, 256] if args.quick else [1, 16, 64, 256, 1024]
-    steps = 5
-    peak = peak_matmul_flops()
-    rows = []
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"peak matmul {peak / 1e9:.1f} GFLOP/s")
-    print(f"{'width':>5} {'K':>5} {'batched s/step':>15} {'loop s/step':>12} {'speedup':>8} "
-          f"{'GFLOP/s':>8} {'% peak':>7}")
-    for w in widths:
-        per_net = _timeit(loop_step_fn(w, SAMPLE, steps)) / (SAMPLE * steps)
-        for k in ks:
-            if w == 512 and k > 256:
-                continue  # > 1 GB of activations and minutes per point on a laptop
-            t_b = _timeit(batched_step_fn(w, k, steps)) / steps
-            t_l = per_net * k
-            flops = step_flops(w, k) / t_b
-            rows.append((w, k, t_b, t_l, t_l / t_b, flops / 1e9, 100 * flops / peak))
-            print(f"{w:>5} {k:>5} {t_b:>15.2e} {t_l:>12.2e} {t_l / t_b:>7.1f}x "
-                  f"{flops / 1e9:>8.1f} {100 * flops / peak:>6.1f}%", flush=True)
-    if args.write:
-        write(rows, peak)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--widths", type=int, nargs="+", default=[32, 128, 512])
+    ap.add_argument("--ks", type=int, nargs="+", default=[16, 64, 256, 1024])
+    ap.add_argument("--optimizers", nargs="+", default=["sgd"])
+    ap.add_argument("--rule", default="backprop")
+    ap.add_argument("--variants", nargs="+", default=["loop", "vmap", "fused"])
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--every", type=int, default=25,
+                    help="steps per timed interval (25 = the trainer's divergence-check period)")
+    ap.add_argument("--max-flops", type=float, default=2.0e10,
+                    help="skip points whose step exceeds this many FLOPs (width 512, K 1024)")
+    ap.add_argument("--chunk", type=int, default=None, help="also time the fused prototype "
+                    "on this many replicas at a time")
+    ap.add_argument("--adam", default="ops", choices=["ops", "compile"],
+                    help="fused prototype's adam update: in-place ops or torch.compile")
+    ap.add_argument("--json", default=None, help="append rows as JSON lines to this file")
+    ap.add_argument("--render", default=None, metavar="JSONL",
+                    help="print the markdown table of the rows in JSONL (no measuring)")
+    args = ap.parse_args()
+    if args.render:
+        print(render([json.loads(line) for line in open(args.render) if line.strip()]))
+        return
+    torch.set_num_threads(1)
+    peaks = [peak_flops()]
+    print(f"torch {torch.__version__}, 1 thread, {platform.machine()} {os.cpu_count()} cores, "
+          f"load {os.getloadavg()[0]:.1f}; peak fp32 matmul {peaks[0] / 1e9:.1f} GFLOP/s; "
+          f"clock time.thread_time; {args.rounds} rounds x {args.every} steps", flush=True)
+    for opt in args.optimizers:
+        for w in args.widths:
+            for k in args.ks:
+                if step_flops(w, k) > args.max_flops:
+                    continue
+                times = measure(w, k, opt, args.rule, args.variants, args.rounds, args.every,
+                                args.chunk, args.adam)
+                peaks.append(peak_flops())
+                peak = statistics.median(peaks)
+                base = times["lrsim"]
+                row = {"rule": args.rule, "optimizer": opt, "width": w, "K": k,
+                       "lrsim_s": statistics.median(base),
+                       "pct_peak": 100 * step_flops(w, k) / statistics.median(base) / peak,
+                       "peak_gflops": peak / 1e9, "load": os.getloadavg()[0]}
+                text = [f"{args.rule} {opt:<8} w={w:<4} K={k:<5} lrsim {row['lrsim_s']:.2e} "
+                        f"s/step ({row['pct_peak']:.0f}% peak)"]
+                for name, ts in times.items():
+                    if name == "lrsim":
+                        continue
+                    ratios = sorted(t / b for t, b in zip(ts, base))
+                    row[name] = {"s": statistics.median(ts), "ratio": statistics.median(ratios),
+                                 "lo": ratios[0], "hi": ratios[-1],
+                                 "pct_peak": 100 * step_flops(w, k) / statistics.median(ts)
+                                 / peak}
+                    text.append(f"{name} {row[name]['ratio']:.2f}x "
+                                f"[{ratios[0]:.2f}-{ratios[-1]:.2f}]")
+                print(" | ".join(text), flush=True)
+                if args.json:
+                    with open(args.json, "a") as fh:
+                        fh.write(json.dumps(row) + "\n")
 
 
-def write(rows, peak: float) -> None:
-    machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} " \
-              f"torch threads, torch {torch.__version__}"
-    lines = [f"Machine: {machine}; peak float32 matmul measured in the same run: "
-             f"{peak / 1e9:.1f} GFLOP/s. Backprop + sgd, 64 -> w -> w -> 10, batch 32. "
-             f"One-at-a-time = `torch.nn` + autograd + `torch.optim.SGD` per network in a Python "
-             f"loop (measured on {SAMPLE} networks, scaled to K).", "",
-             "| width | K | batched s/step | one-at-a-time s/step | speedup | GFLOP/s "
-             "| % of peak |",
-             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    lines += [f"| {w} | {k} | {tb:.2e} | {tl:.2e} | {sp:.1f}x | {gf:.1f} | {pc:.0f}% |"
-              for w, k, tb, tl, sp, gf, pc in rows]
-    path = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
-    text = path.read_text()
-    block = "<!-- batched:start -->\n" + "\n".join(lines) + "\n<!-- batched:end -->"
-    path.write_text(re.sub(r"<!-- batched:start -->.*?<!-- batched:end -->", lambda _: block,
-                           text, flags=re.S))
-    print(f"updated {path}")
+def render(rows: list[dict]) -> str:
+    """Markdown table: per point lrsim's s/step and % of peak, and each variant's time as a
+    multiple of lrsim's (median of the per-round ratios, [min-max])."""
+    names = [n for n in ("loop", "vmap", "biotorch", "fused") if any(n in r for r in rows)]
+    head = {"loop": "torch.nn loop / lrsim", "vmap": "vmap peer / lrsim",
+            "biotorch": "BioTorch FA loop / lrsim", "fused": "prototype / lrsim"}
+    out = ["| rule, optimizer | width | K | lrsim s/step | lrsim % of peak | "
+           + " | ".join(head[n] for n in names) + " |",
+           "| --- | ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in names) + " |"]
+    for r in rows:
+        cells = []
+        for n in names:
+            v = r.get(n)
+            cells.append(f"{v['ratio']:.2f}x [{v['lo']:.2f}-{v['hi']:.2f}]" if v else "")
+        out.append(f"| {r['rule']}, {r['optimizer']} | {r['width']} | {r['K']} | "
+                   f"{r['lrsim_s']:.2e} | {r['pct_peak']:.0f}% | " + " | ".join(cells) + " |")
+    return "\n".join(out)
 
 
 if __name__ == "__main__":

@@ -13,13 +13,14 @@ change of machine load hits all variants alike (medians and per-round ratios are
    process without Dask (imports warmed before the clock starts; in the benchmark's own process
    the schedulers' event-loop threads would slow the in-process path down):
    (dask - in-process) / 16 is what the Dask path adds to a job (submission, scheduling,
-   pickling, manifest update), plus the scan's fixed cost (expansion, folder checks) spread
-   over the jobs.
+   sending each run file back as bytes, manifest update), plus the scan's fixed cost
+   (expansion, folder checks) spread over the jobs.
 
 The worker processes' CPU seconds per wall second ("cores used") are printed with each scan:
 on an idle machine the 2-worker scan uses close to 2 cores; on a shared one it shows how much
 of the machine the workers actually got. And once, the cold embedded path:
-`run_scan(workers=2)` of a one-job scan, cluster start and the workers' imports included.
+`run_scan(workers=2)` of a one-job scan, cluster start (TLS with temporary credentials) and the
+workers' imports included.
 Every timed scan writes into a fresh folder.
 """
 
@@ -60,14 +61,16 @@ def _in_process(path: Path, out: Path, max_group: int) -> float:
 
     from lrsim.config import load
     from lrsim.scan import expand, plan_jobs, run_job
+    from lrsim.scan.folder import write_result
 
     torch.set_num_threads(1)
     t = time.perf_counter()
     jobs = plan_jobs(expand(load(path)), max_group)
     out.mkdir(parents=True, exist_ok=True)
-    for job in jobs:
-        records = run_job(job, str(out))
-        assert all(r["status"] != "failed" for r in records), records
+    for job in jobs:  # what a worker does, then what the client does with the result
+        for res in run_job(job):
+            assert res.record["status"] != "failed", res.record
+            write_result(out, res.record["run_id"], res.data)
     return time.perf_counter() - t
 
 

@@ -18,10 +18,12 @@ same optimizer (with its own optimizer state) and gets the same learning rate, b
 substrate without biases (`biases=None`: the spiking network, or a rate network with
 `bias = false`) sends only the weight terms through the optimizer; the rule's gb is dropped.
 
-The step is split so that fusing it stays a local change: `terms` (credit, plasticity),
-`transform` (optimizer), `apply` (decay and update), `feedback`. Fusing the sgd update with the
-weight gradient (W.baddbmm_(m^T, x, alpha=-lr/N), no gW materialised) replaces `apply` for
-layers whose plasticity is the three-factor term.
+The stages: `terms` (credit, plasticity), `apply` (decay, then the optimizer's transform and
+the update in one: `optimizer.update`, in place), `feedback`. Where the rule's plasticity is
+the three-factor term on dense layers, plasticity is skipped and `apply` hands the optimizer
+`Outer(m, x)`: sgd adds (-lr/N) m^T x to W in one `baddbmm_` (no gW tensor), momentum
+accumulates m^T x / N into v in one `baddbmm_`, adam runs torch's fused kernel (issue 13). The
+weight steps are materialised only for a rule whose `feedback` reads them.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lrsim.layers import Layer
+from lrsim.layers import Dense, Layer
+from lrsim.optimizers import Outer
 from lrsim.rules.base import Rule, Signals, State
 
 Number = Tensor | float
@@ -58,6 +61,13 @@ class LearningStep:
         self.decay: Number = weight_decay + float(rule.decay)
         self.has_decay = bool((self.decay != 0).any()) if isinstance(self.decay, Tensor) \
             else self.decay != 0
+        # Fusion (issue 13): where the rule's plasticity is the three-factor term on dense
+        # layers, the optimizer gets Outer(m, x) and folds m^T x / N into its update (sgd: one
+        # baddbmm_ into W, no gW tensor); the weight steps are materialised only for a rule
+        # whose feedback reads them.
+        self.fused = type(rule).plasticity is Rule.plasticity and all(
+            isinstance(layer, Dense) for layer in self.layers)
+        self.keep_steps = type(rule).feedback is not Rule.feedback
 
     # -- the four stages ---------------------------------------------------------------------
     def terms(self, s: Signals) -> tuple[list[Tensor], list[tuple[Tensor, Tensor]]]:
@@ -72,16 +82,21 @@ class LearningStep:
         n = len(grads)
         return steps[:n], steps[n:]
 
-    def apply(self, weights: list[Tensor], biases: list[Tensor] | None, steps_w: list[Tensor],
-              steps_b: list[Tensor], lr: Tensor) -> None:
-        """W <- W (1 - lr d) - lr step (two passes over W, in place); b <- b - lr step_b."""
-        for w, step in zip(weights, steps_w):
-            if self.has_decay:
+    def apply(self, weights: list[Tensor], biases: list[Tensor] | None,
+              terms_w: list[Tensor | Outer], terms_b: list[Tensor], lr: Tensor
+              ) -> list[Tensor | None]:
+        """W <- W (1 - lr d) - lr step(gW), b <- b - lr step(gb), in place, the optimizer's
+        transform and the update in one (`optimizer.update`; a term may be an `Outer`, the
+        gradient left unmaterialised). Returns the weight steps (None where not materialised).
+        """
+        if self.has_decay:
+            for w in weights:
                 w.mul_(1 - lr * self.decay)
-            w.addcmul_(lr, step, value=-1)
-        if self.has_bias and biases is not None:
-            for b, step in zip(biases, steps_b):
-                b -= lr[:, :, 0] * step  # lr (K, 1, 1) -> (K, 1) for b (K, n)
+        params = list(weights) + (list(biases) if self.has_bias and biases is not None else [])
+        terms = list(terms_w) + (list(terms_b) if len(params) > len(weights) else [])
+        steps = self.optimizer.update(params, terms, lr, self.opt_state,
+                                      keep_steps=self.keep_steps)
+        return steps[:len(weights)]
 
     def feedback(self, s: Signals, m: list[Tensor], steps_w: list[Tensor], lr: Tensor) -> None:
         self.rule_state = self.rule.feedback(self.rule_state, s, m, steps_w, lr, self.decay)
@@ -92,7 +107,13 @@ class LearningStep:
         """One learning step on `weights` / `biases` in place; `signals` must read those very
         tensors (own_weights, downstream_weights), so `feedback` sees the updated W."""
         s = signals.restrict(self.rule.signals)
-        m, grads = self.terms(s)
-        steps_w, steps_b = self.transform(grads)
-        self.apply(weights, biases, steps_w, steps_b, lr)
+        if self.fused:
+            m = self.rule.credit(self.rule_state, s)
+            terms_w: list[Tensor | Outer] = [Outer(m_l, x) for m_l, x in zip(m, signals.pre)]
+            terms_b = [m_l.mean(1) for m_l in m] if self.has_bias else []
+        else:
+            m, grads = self.terms(s)
+            terms_w = [g for g, _ in grads]
+            terms_b = [gb for _, gb in grads] if self.has_bias else []
+        steps_w = self.apply(weights, biases, terms_w, terms_b, lr)
         self.feedback(s, m, steps_w, lr)

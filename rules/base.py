@@ -45,7 +45,7 @@ SUBSTRATES = ("rate", "spiking")
 
 __all__ = ["FAMILIES", "LOCALITIES", "SIGNAL_NAMES", "SUBSTRATES", "Layer", "ReplicaNoise",
            "Rule", "SignalNotDeclared", "Signals", "State", "alignment_angles",
-           "batch_mean_outer", "normal", "random_matrices", "register", "rules"]
+           "batch_mean_outer", "layer_list", "normal", "random_matrices", "register", "rules"]
 
 
 class SignalNotDeclared(AttributeError):

@@ -22,12 +22,13 @@ PACKAGES = {"src/lrsim": "lrsim", "rules": "lrsim.rules", "models": "lrsim.model
 # floors, bottom up: a module may import its own floor (without circles) or lower ones
 FLOORS: list[tuple[str, ...]] = [
     ("lrsim.errors", "lrsim.version", "lrsim.registry", "lrsim.outdir", "lrsim.layers",
-     "lrsim.contract", "lrsim.metadata", "lrsim.optimizers", "lrsim.store"),  # core
+     "lrsim.contract", "lrsim.metadata", "lrsim.optimizers", "lrsim.store",
+     "lrsim.progress"),  # core
     ("lrsim.rules",),                                                # rule math
-    ("lrsim.models.tasks", "lrsim.config"),                          # experiment definitions
+    ("lrsim.models.tasks", "lrsim.config", "lrsim.budget"),          # experiment definitions
     ("lrsim.analysis",),                                             # observer core, analysis
     ("lrsim.models",),                                               # step, substrates
-    ("lrsim.experiment", "lrsim.scan"),                              # running experiments
+    ("lrsim.experiment", "lrsim.scan", "lrsim.api"),                 # running experiments
     ("lrsim.commands", "lrsim.cli", "lrsim.plot", "lrsim"),          # CLI and facades
 ]
 TOP = ("lrsim.experiment", "lrsim.scan", "lrsim.commands", "lrsim.cli")

@@ -34,10 +34,17 @@ from lrsim.config import parse, replicas
 
 GOLDEN = Path(__file__).parent / "golden"
 
-# Relative tolerance of every comparison. 0 = bitwise (the restructuring moved code, it did not
-# change arithmetic). A later change that reorders floating-point operations (e.g. fusing the
-# sgd weight gradient into the update) may relax it here, with its justification.
-GOLDEN_RTOL = 0.0
+# Relative tolerance of every comparison. It was 0 (bitwise: the restructuring moved code, it did
+# not change arithmetic). Issue 13 then fused the weight gradient into the optimizer's update
+# (sgd: W.baddbmm_((-lr/N) m^T, x); momentum: v.baddbmm_(m^T, x, beta=mu); adam: torch's fused
+# kernel) and wrote out the cross-entropy's log-softmax: the same equations, other rounding,
+# in every case that runs the shared learning step. Measured against these recordings: float64
+# cases within 1.5e-11 relative, float32 cases within 1.7e-3 (largest in activity_change, a
+# difference of activities; weights within 3e-4), counting |x| < 1e-6 max|x| as absolute.
+# Hence, per case dtype, rtol below and atol = rtol * max|recorded| of the array (`_same`).
+# Integers (diverged steps, counts) and NaN patterns stay exact.
+FUSED_RTOL = {"float64": 1e-9, "float32": 5e-3}
+GOLDEN_RTOL = 0.0  # for `_same`'s default: bitwise
 # Tolerance of the differences the restructuring made on purpose by rounding alone (INTENDED).
 ROUNDING_RTOL = 1e-12
 
@@ -208,7 +215,16 @@ def _same(a: np.ndarray, b: np.ndarray, rtol: float = GOLDEN_RTOL) -> bool:
         return bool(np.array_equal(a, b))
     if rtol == 0:
         return bool(np.array_equal(a, b, equal_nan=True))
-    return bool(np.allclose(a, b, rtol=rtol, atol=0, equal_nan=True))
+    if not np.array_equal(np.isnan(a), np.isnan(b)):
+        return False
+    finite = np.abs(b[np.isfinite(b)])
+    atol = rtol * float(finite.max()) if finite.size else 0.0
+    return bool(np.allclose(a, b, rtol=rtol, atol=atol, equal_nan=True))
+
+
+def _case_rtol(name: str) -> float:
+    """The fusion's tolerance for a case (spiking cases run float64)."""
+    return FUSED_RTOL[CASES[name]["exp"].get("dtype", "float64")]
 
 
 def _same_value(a: Any, b: Any, rtol: float) -> bool:
@@ -229,7 +245,8 @@ def _summaries_differ(name: str, got: np.ndarray, want: np.ndarray) -> list[str]
             kind = intended.get(f"summaries:{key}", ("exact",))[0]
             if kind == "recomputed":
                 continue
-            rtol = ROUNDING_RTOL if kind == "rounding" else GOLDEN_RTOL
+            rtol = max(ROUNDING_RTOL, _case_rtol(name)) if kind == "rounding" \
+                else _case_rtol(name)
             if key not in x or key not in y or not _same_value(x[key], y[key], rtol):
                 out.append(f"summaries:{key}")
     return out
@@ -280,7 +297,8 @@ def check(name: str, got: dict[str, np.ndarray]) -> None:
         kind = intended.get(key, ("exact",))[0]
         if kind == "recomputed":
             continue
-        if not _same(got[key], want[key], ROUNDING_RTOL if kind == "rounding" else GOLDEN_RTOL):
+        rtol = max(ROUNDING_RTOL, _case_rtol(name)) if kind == "rounding" else _case_rtol(name)
+        if not _same(got[key], want[key], rtol):
             differ.append(key)
     assert not differ, f"{name}: differs from the recorded trajectory in {differ}"
     _recomputed(name, got)

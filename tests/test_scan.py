@@ -343,3 +343,201 @@ def test_a_job_that_raises_is_recorded_and_the_others_complete(tmp_path, cluster
     s3 = run_scan(f, out, scheduler=lc.scheduler_address, progress=False, force=True)
     assert (s3.ok, s3.failed, s3.skipped) == (2, 0, 0)
     assert len(list(out.glob("*.nc"))) == 2 and len(list((out / "superseded").glob("*.nc"))) == 4
+
+
+# ---------------------------------------------------------- results come back to the client
+
+
+def _write_probe(path: str) -> str:
+    """On a worker: try to create a file in `path`."""
+    try:
+        with open(os.path.join(path, "probe.txt"), "w") as fh:
+            fh.write("x")
+    except OSError as err:
+        return f"refused: {err.strerror}"
+    return "written"
+
+
+def test_workers_that_cannot_see_the_scan_folder_lose_no_run(tmp_path):
+    """A real `dask worker` process that cannot open, list or create anything in the client's
+    folder (as on a compute node without the client's file system): every run comes back to the
+    client as bytes, is written there, and equals the run trained alone. (Before: workers wrote
+    the files themselves: 'ok' in the manifest, the files elsewhere or nowhere.)"""
+    from distributed import Client, LocalCluster
+
+    client_dir, worker_dir = tmp_path / "client", tmp_path / "worker"
+    client_dir.mkdir()
+    worker_dir.mkdir()
+    data = {**BASE, "scan": {"model.hidden": [[8], [4]], "seed": [0, 1]}}
+    f = client_dir / "scan.toml"
+    f.write_text(_toml(data))
+    out = client_dir / "out"
+    with LocalCluster(n_workers=0, host="127.0.0.1", dashboard_address=None,
+                      silence_logs=logging.ERROR) as lc, Client(lc) as client:
+        env = {**os.environ, "LRSIM_FORBIDDEN": str(client_dir), "OMP_NUM_THREADS": "1",
+               "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent.parent),
+                                              str(Path(__file__).parent)])}
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "distributed.cli.dask_worker", lc.scheduler_address,
+             "--nthreads", "1", "--no-dashboard", "--preload", "no_shared_fs",
+             "--local-directory", str(worker_dir)],
+            cwd=worker_dir, env=env, stdout=subprocess.DEVNULL,
+            stderr=(tmp_path / "worker.log").open("w"))
+        try:
+            client.wait_for_workers(1, timeout=120)
+            assert client.submit(_write_probe, str(client_dir), pure=False).result() \
+                .startswith("refused")
+            assert client.submit(_write_probe, str(worker_dir), pure=False).result() \
+                == "written"
+            s = run_scan(f, out, scheduler=lc.scheduler_address, progress=False)
+        finally:
+            worker.terminate()
+            worker.wait(timeout=60)
+    assert (s.ok, s.failed, s.total) == (4, 0, 4), s.failures
+    _check_against_reference(out, expand(parse(data)))
+    assert not list(worker_dir.rglob("*.nc"))
+
+
+# ------------------------------------------------------------- security of the embedded cluster
+
+
+def test_embedded_cluster_admits_only_its_own_client():
+    """The embedded cluster speaks TLS with temporary credentials: a second client without
+    them (plain TCP, TLS without a certificate, TLS with another authority's certificate) cannot
+    connect, so cannot submit code; the scan's own credentials can. No HTTP endpoint answers."""
+    import urllib.error
+    import urllib.request
+
+    from distributed import Client
+    from distributed.security import Security
+
+    from lrsim.scan.cluster import embedded
+
+    with embedded(workers=1) as (cluster, security):
+        address = cluster.scheduler_address
+        assert address.startswith("tls://127.0.0.1:")
+        with Client(cluster, security=security) as own:
+            assert own.submit(pow, 2, 10).result() == 1024
+        for intruder in ({}, {"security": Security.temporary()}):
+            with pytest.raises(Exception):  # noqa: B017 - refused by the TLS handshake
+                Client(address, timeout="3s", **intruder)
+        with pytest.raises(Exception):  # noqa: B017
+            Client(address.replace("tls://", "tcp://"), timeout="3s")
+        ports = [s.getsockname()[1] for s in cluster.scheduler.http_server._sockets.values()]
+        for port in ports:
+            for route in ("/health", "/info/main/workers.html", "/json/counts.json"):
+                with pytest.raises(urllib.error.HTTPError) as err:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}{route}", timeout=5)
+                assert err.value.code == 404
+
+
+# ------------------------------------------------------------------ batch systems (dask-jobqueue)
+
+CLUSTER = {"queue": "cpu", "account": "mylab", "walltime": "04:00:00", "cores": 8,
+           "memory": "16GB", "processes": 8, "jobs": 3,
+           "job_extra_directives": ["--constraint=avx2"],
+           "job_script_prologue": ["source ~/lrsim/.venv/bin/activate"]}
+
+
+@pytest.mark.parametrize("kind, directives", [
+    ("slurm", ["#SBATCH -p cpu", "#SBATCH -A mylab", "#SBATCH -t 04:00:00",
+               "#SBATCH --mem=15G", "#SBATCH --cpus-per-task=8", "#SBATCH --constraint=avx2"]),
+    ("pbs", ["#PBS -q cpu", "#PBS -A mylab", "#PBS -l walltime=04:00:00",
+             "#PBS -l select=1:ncpus=8:mem=15GB", "#PBS --constraint=avx2"]),
+    ("sge", ["#$ -q cpu", "#$ -P mylab", "#$ -l h_rt=04:00:00", "#$ --constraint=avx2"]),
+])
+def test_cluster_job_script_carries_the_cluster_table(tmp_path, kind, directives):
+    """`lrsim scan --cluster KIND --dry-run` renders the batch job script from the `[cluster]`
+    table and `cluster.KEY=VALUE` overrides: the directives, the prologue, 8 single-threaded
+    workers per job, TLS credentials, and no worker dashboard."""
+    data = {**BASE, "scan": {"seed": [0, 1]}, "cluster": {**CLUSTER, "queue": "gpu"}}
+    f = tmp_path / "scan.toml"
+    f.write_text(_toml(data))
+    r = subprocess.run([sys.executable, "-m", "lrsim", "scan", str(f), "--cluster", kind,
+                        "--dry-run", "cluster.queue=cpu",
+                        f"cluster.shared_temp_directory={json.dumps(str(tmp_path / 'tls'))}"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    script = r.stdout.split("batch job script", 1)[1]
+    for line in directives:
+        assert line in script, (line, script)
+    assert "source ~/lrsim/.venv/bin/activate" in script
+    assert "--nworkers 8" in script and "--nthreads 1" in script and "--no-dashboard" in script
+    assert "--tls-ca-file" in script and "tls://" in script
+    assert "#SBATCH -p gpu" not in script and "#PBS -q gpu" not in script
+    assert not (tmp_path / "tls").exists() or not list((tmp_path / "tls").iterdir())
+
+
+def test_scan_through_dask_jobqueue_on_loopback(tmp_path):
+    """The `--cluster` path end to end with dask-jobqueue's local job runner (the job script
+    run as local processes: same cluster class hierarchy, same TLS, same worker command): two
+    jobs of one worker each on the loopback interface; every run equals the run trained
+    alone."""
+    data = {**BASE, "scan": {"model.hidden": [[8], [4]], "seed": [0, 1]},
+            "cluster": {"cores": 1, "processes": 1, "jobs": 2, "memory": "2GB",
+                        "interface": "lo", "shared_temp_directory": str(tmp_path / "tls"),
+                        "local_directory": str(tmp_path / "workers")}}
+    f = tmp_path / "scan.toml"
+    f.write_text(_toml(data))
+    out = tmp_path / "out"
+    s = run_scan(f, out, cluster="local", progress=False)
+    assert (s.ok, s.failed, s.total) == (4, 0, 4), s.failures
+    _check_against_reference(out, expand(parse(data)))
+    # a [cluster] table does not change what is trained: the same ids as without it
+    assert [r.run_id for r in expand(parse(data))] == [
+        r.run_id for r in expand(parse({k: v for k, v in data.items() if k != "cluster"}))]
+
+
+def test_cluster_without_dask_jobqueue_names_the_extra(tmp_path):
+    f = tmp_path / "scan.toml"
+    f.write_text(_toml({**BASE, "scan": {"seed": [0, 1]}}))
+    code = ("import sys; sys.modules['dask_jobqueue'] = None; from lrsim.cli import main; "
+            f"sys.exit(main(['scan', {str(f)!r}, '--out', {str(tmp_path / 'o')!r}, "
+            "'--cluster', 'slurm']))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 2
+    assert r.stderr.strip() == ("lrsim: error: --cluster needs dask-jobqueue: pip install "
+                                "'lrsim[cluster]'")
+    assert not (tmp_path / "o").exists()
+
+
+# ------------------------------------------------------------------ Ctrl-C
+
+
+def test_ctrl_c_is_one_line_exit_130_and_the_rerun_resumes(tmp_path):
+    """SIGINT to the whole process group (what Ctrl-C in a terminal sends) once a run file
+    exists: one line on stderr, exit 130, a consistent folder (manifest: finished runs ok, the
+    rest pending; no temporary files); the rerun finishes the rest."""
+    data = {**BASE, "train": {"steps": 2000, "batch_size": 16},
+            "scan": {"model.hidden": [[8], [6], [4], [3]], "seed": [0, 1], "max_group": 1}}
+    f = tmp_path / "scan.toml"
+    f.write_text(_toml(data))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "lrsim", "scan", str(f), "--out", str(out), "--workers", "2",
+           "--quiet"]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    try:
+        while not list(out.glob("*.nc")):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert "rerun the same command to resume" in err
+    manifest = json.loads((out / MANIFEST).read_text())
+    files = {p.stem for p in out.glob("*.nc")}
+    assert {e["run_id"] for e in manifest["runs"] if e["status"] == "ok"} <= files
+    assert {e["status"] for e in manifest["runs"]} <= {"ok", "pending"}
+    assert not [p for p in out.iterdir() if ".tmp-" in p.name]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert f"{len(files)} skipped" in r.stdout
+    assert json.loads((out / MANIFEST).read_text())["counts"] == {"ok": 8}

@@ -23,6 +23,7 @@ from lrsim.config import replicas as default_replicas
 from lrsim.contract import finite_or_none
 from lrsim.errors import ConfigError, LrsimError
 from lrsim.models.rate.conv import conv_network
+from lrsim.models.rate.cuda_graph import GraphedStep, in_place
 from lrsim.models.rate.network import RateNetwork, loss_and_error
 from lrsim.models.step import LearningStep
 from lrsim.models.tasks import Task, tasks
@@ -183,8 +184,15 @@ def evaluate(net: RateNetwork, task: Task, x: Tensor, y: Tensor, labels: Tensor 
 
 @torch.no_grad()
 def train(exp: Experiment, reps: list[Replica] | None = None,
-          observers: list[Observer] | None = None, progress: bool = False) -> TrainResult:
-    """Train the replicas of `exp` (default: seeds seed..seed+K-1) together; return summaries."""
+          observers: list[Observer] | None = None, progress: bool = False,
+          cuda_graph: bool | str = True) -> TrainResult:
+    """Train the replicas of `exp` (default: seeds seed..seed+K-1) together; return summaries.
+
+    On a CUDA device the step is captured once and replayed as a CUDA graph (`cuda_graph`;
+    not for rules that draw noise on the host); `result.extra['cuda_graph']` says whether it
+    was replayed. cuda_graph = "static" runs the replayable form of the step (inputs in fixed
+    buffers, replaced state copied back in place) eagerly on any device: a check of that
+    plumbing where no GPU is present."""
     if exp.substrate != "rate":
         raise LrsimError(f"substrate '{exp.substrate}' is not run by the rate trainer")
     reps = reps or default_replicas(exp)
@@ -199,6 +207,7 @@ def train(exp: Experiment, reps: list[Replica] | None = None,
     noise = ReplicaNoise([r.seed for r in reps])
     first_bad = torch.full((len(reps),), -1, dtype=torch.long, device=device)
     bar = _progress_bar(exp, len(reps)) if progress else None
+    replay = _replayable_step(ctx, cuda_graph, noise, lr, first_bad, sampler.b)
     for step in range(exp.train.steps + 1):
         if step % DIVERGENCE_CHECK_EVERY == 0 or step in schedule or step == exp.train.steps:
             _mark_divergence(ctx, first_bad, lr, step)
@@ -206,12 +215,57 @@ def train(exp: Experiment, reps: list[Replica] | None = None,
             ob.record(step, ctx)
         if step == exp.train.steps:
             break
-        _train_step(ctx, sampler.next(), noise, lr, first_bad, step)
+        if replay is None:
+            _train_step(ctx, sampler.next(), noise, lr, first_bad, step)
+        else:
+            replay(sampler.next(), step)
         if bar is not None:
             bar.update(1)
     if bar is not None:
         bar.close()
-    return _result(ctx)
+    result = _result(ctx)
+    if replay is not None and isinstance(replay.run, GraphedStep):
+        g = replay.run
+        result.extra["cuda_graph"] = "replayed" if g.graph is not None else \
+            f"eager ({g.failed or 'too few steps to capture'})"
+    return result
+
+
+class _Replay:
+    """The step in replayable form: indices and step count copied into fixed buffers, then the
+    in-place step run (eagerly, or from a CUDA graph: `lrsim.models.rate.cuda_graph`)."""
+
+    def __init__(self, run: Any, idx: Tensor, step: Tensor):
+        self.run, self.idx, self.step = run, idx, step
+
+    def __call__(self, idx: Tensor, step: int) -> None:
+        self.idx.copy_(idx)
+        self.step.fill_(step)
+        self.run()
+
+
+def _replayable_step(ctx: TrainContext, cuda_graph: bool | str, noise: ReplicaNoise,
+                     lr: Tensor, first_bad: Tensor, batch: int) -> _Replay | None:
+    """The CUDA-graph step (or its eager replayable form for cuda_graph = "static"); None
+    where the ordinary step runs: no CUDA device, graphs off, or a rule drawing host noise."""
+    static = cuda_graph == "static"
+    if not (static or (ctx.device.type == "cuda" and cuda_graph)) \
+            or "noise" in ctx.rule.signals:
+        return None
+    learner = ctx.learner
+    idx = torch.zeros((ctx.net.K, batch), dtype=torch.long, device=ctx.device)
+    step = torch.zeros((), dtype=torch.long, device=ctx.device)
+
+    def get_state() -> dict[str, Any]:
+        return {"rule": learner.rule_state, "opt": learner.opt_state}
+
+    def set_state(saved: dict[str, Any]) -> None:
+        learner.rule_state, learner.opt_state = saved["rule"], saved["opt"]
+        ctx.rule_state = learner.rule_state
+
+    run = in_place(lambda: _train_step(ctx, idx, noise, lr, first_bad, step), get_state,
+                   set_state)
+    return _Replay(run if static else GraphedStep(run, get_state, set_state), idx, step)
 
 
 def _start_observers(observers: list[Observer], ctx: TrainContext) -> dict[int, list[Observer]]:
@@ -225,23 +279,24 @@ def _start_observers(observers: list[Observer], ctx: TrainContext) -> dict[int, 
 
 
 def _progress_bar(exp: Experiment, k: int) -> Any:
-    from tqdm import tqdm
+    """A bar in a terminal, a widget in a notebook, plain lines in a log (`lrsim.progress`)."""
+    from lrsim.progress import Progress
 
-    return tqdm(total=exp.train.steps, desc=f"{exp.rule.name} x{k}", unit="step",
-                mininterval=0.5, leave=False)
+    return Progress(exp.train.steps, f"{exp.rule.name} x{k}", "step", leave=False)
 
 
 def _train_step(ctx: TrainContext, idx: Tensor, noise: ReplicaNoise, lr: Tensor,
-                first_bad: Tensor, step: int) -> None:
-    """Forward on the minibatch `idx` (K, B), note non-finite losses, one learning step."""
+                first_bad: Tensor, step: int | Tensor) -> None:
+    """Forward on the minibatch `idx` (K, B), note non-finite losses, one learning step.
+    (`step` may be a 0-d tensor: the CUDA-graph form reads it from a buffer.)"""
     net, task, learner = ctx.net, ctx.task, ctx.learner
-    x, t = task.x_train[idx], task.y_train[idx]
+    flat = idx.reshape(-1)  # index_select: ~5x faster than x[idx] here (measured)
+    x = task.x_train.index_select(0, flat).view(*idx.shape, *task.x_train.shape[1:])
+    t = task.y_train.index_select(0, flat).view(*idx.shape, *task.y_train.shape[1:])
     fw = net.forward(x)
     loss, e = loss_and_error(fw.z[-1], t, task.loss)
     ctx.batch_loss = loss
-    bad = ~torch.isfinite(loss)
-    first_bad.copy_(torch.where(bad & (first_bad < 0), torch.full_like(first_bad, step),
-                                first_bad))
+    first_bad.masked_fill_(~torch.isfinite(loss) & (first_bad < 0), step)
     weights, biases = net.parameters
     sig = Signals(pre=fw.pre, post=fw.post, derivative=fw.derivative, output_error=e,
                   target=t, own_weights=weights, downstream_weights=weights[1:],
@@ -271,7 +326,9 @@ def _result(ctx: TrainContext) -> TrainResult:
 
 def _mark_divergence(ctx: TrainContext, first_bad: Tensor, lr: Tensor, step: int) -> None:
     """Freeze replicas whose loss or weights became non-finite; remember the step."""
-    finite_w = torch.stack([torch.isfinite(w).flatten(1).all(1) for w in ctx.net.weights]).all(0)
+    # a sum is non-finite iff an entry is (or it overflows: |W| ~ 1e38, diverged anyway): one
+    # reduction instead of isfinite's elementwise pass and a boolean reduction
+    finite_w = torch.isfinite(torch.stack([w.sum((1, 2)) for w in ctx.net.weights])).all(0)
     bad_idx = torch.nonzero((first_bad >= 0) | ~finite_w).flatten().tolist()
     for k in bad_idx:
         if ctx.diverged_step[k] is None:

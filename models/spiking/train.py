@@ -201,12 +201,12 @@ def run_spiking(exp: Experiment, reps: list[Replica] | None = None, *, observe: 
     spec = exp.spiking or SpikingSpec()
     bar = None
     if progress:
-        from tqdm import tqdm
+        from lrsim.progress import Progress
 
         n_trials = (spec.warmup_trials + 4 * spec.eval_samples
                     + exp.train.steps * spec.batch_trials)
-        bar = tqdm(total=n_trials * len(reps), desc=f"{exp.rule.name} spiking x{len(reps)}",
-                   unit="trial", mininterval=0.5, leave=False)
+        bar = Progress(n_trials * len(reps), f"{exp.rule.name} spiking x{len(reps)}",
+                       "trial", leave=False)
     summaries, datasets = [], []
     try:
         for k, rep in enumerate(reps):

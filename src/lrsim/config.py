@@ -2,16 +2,24 @@
 
 The file's shape is a public contract (README): top-level `name`, `substrate`, `seed`, `device`,
 `dtype`, and sections `[task]`, `[model]`, `[rule]`, `[train]`, `[observe]`, `[scan]`,
-`[spiking]`. Unknown keys and out-of-range values are refused with one message naming the key
-and what is allowed (`ConfigError`). Rule, task and optimizer hyperparameters are checked
-against their registry declarations.
+`[spiking]`, `[cluster]`. Unknown keys and out-of-range values are refused with one message
+naming the key and what is allowed (`ConfigError`). Types are strict (no `true` where a number
+is expected, no `5.0` where an integer is, no quoted numbers) and every number is finite. Rule,
+task and optimizer hyperparameters are checked against their registry declarations.
+
+`key=value` overrides (`lrsim run f.toml train.lr=0.1 rule.name=kolen_pollack`) are applied to
+the file's data before validation (`apply_overrides`): the value is read as a TOML value (a bare
+word that is no TOML value is a string), so an override is checked exactly like the file.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
+import re
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -24,6 +32,7 @@ from pydantic import (
     ValidationInfo,
     field_validator,
     model_serializer,
+    model_validator,
 )
 
 from lrsim.contract import OBSERVABLES, check_observables, check_stats
@@ -35,13 +44,13 @@ from lrsim.rules import rules
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class _Open(BaseModel):
     """A section whose extra keys are the hyperparameters of a registered entry."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True, allow_inf_nan=False)
     name: str
 
     @property
@@ -221,11 +230,11 @@ class SpikingSpec(_Strict):
     readout_istdp: bool = True                            # Vogels rule on I -> readout too
     readout_istdp_eta: float = Field(0.01, ge=0, le=10)   # its learning rate
     readout_error: Literal["pool", "neuron"] = "pool"     # output error per class pool / neuron
-    train_samples: int = Field(0, ge=0)                   # training stimuli used (0 = all)
+    train_samples: int = Field(0, ge=0, le=100_000_000)   # training stimuli used (0 = all)
     eval_samples: int = Field(20, ge=1, le=100_000)       # stimuli per evaluation block
     warmup_trials: int = Field(50, ge=0, le=100_000)      # before the first measurement
-    record_neurons: int = Field(100, ge=1)                # spikes recorded per population
-    record_currents: int = Field(20, ge=0)                # E neurons with I_e, I_i recorded
+    record_neurons: int = Field(100, ge=1, le=1_000_000)  # spikes recorded per population
+    record_currents: int = Field(20, ge=0, le=1_000_000)  # E neurons with I_e, I_i recorded
     cache_dir: str | None = None                          # Brian2 cython cache (None: auto)
 
     @field_validator("settle_ms")
@@ -235,6 +244,45 @@ class SpikingSpec(_Strict):
         if trial is not None and v >= trial:
             raise ValueError(f"must be shorter than trial_ms = {trial}")
         return v
+
+
+_WALLTIME = r"^(\d{1,3}-)?\d{1,4}:\d{2}(:\d{2})?$"
+_MEMORY = r"^\d+(\.\d+)? ?([KMGT]i?B|B)$"
+_WORD = r"^[^\s]+$"
+
+
+class ClusterSpec(_Strict):
+    """The `[cluster]` section: a batch system through dask-jobqueue for `lrsim scan` (`kind`
+    or `--cluster`). One job runs `processes` single-threaded workers on `cores` cores; `jobs`
+    such jobs are submitted (or, with `maximum_jobs`, up to that many as work waits). Not part
+    of a run's identity: changing it neither changes run ids nor stops a scan resuming."""
+
+    kind: Literal["slurm", "pbs", "sge", "lsf", "local"] | None = None
+    queue: Annotated[str, Field(pattern=_WORD)] | None = None      # -p / -q
+    account: Annotated[str, Field(pattern=_WORD)] | None = None    # -A (slurm, pbs) / -P
+    walltime: Annotated[str, Field(pattern=_WALLTIME)] = "01:00:00"
+    cores: int = Field(1, ge=1, le=1024)
+    memory: Annotated[str, Field(pattern=_MEMORY)] = "4GB"          # per job
+    processes: int | None = Field(None, ge=1, le=1024)             # default: cores
+    jobs: int = Field(1, ge=1, le=10_000)
+    maximum_jobs: int | None = Field(None, ge=1, le=10_000)
+    job_extra_directives: list[Annotated[str, Field(pattern=r"^[^\n\r]+$")]] = Field(
+        default_factory=list)
+    job_script_prologue: list[Annotated[str, Field(pattern=r"^[^\n\r]+$")]] = Field(
+        default_factory=list)
+    local_directory: Annotated[str, Field(pattern=r"^[^\n\r]+$")] | None = None
+    log_directory: Annotated[str, Field(pattern=r"^[^\n\r]+$")] | None = None
+    interface: Annotated[str, Field(pattern=_WORD)] | None = None
+    python: Annotated[str, Field(pattern=r"^[^\n\r]+$")] | None = None
+    security: bool = True                                          # TLS, temporary credentials
+    shared_temp_directory: Annotated[str, Field(pattern=r"^[^\n\r]+$")] | None = None
+
+    @model_validator(mode="after")
+    def _processes(self) -> ClusterSpec:
+        if self.processes is not None and self.processes > self.cores:
+            raise ValueError(f"processes = {self.processes} exceeds cores = {self.cores} "
+                             "(each worker process needs a core)")
+        return self
 
 
 class Experiment(_Strict):
@@ -250,10 +298,15 @@ class Experiment(_Strict):
     observe: ObserveSpec = Field(default_factory=ObserveSpec)
     scan: dict[str, Any] | None = None
     spiking: SpikingSpec | None = None  # substrate "spiking": None means the defaults
+    cluster: ClusterSpec | None = None  # `lrsim scan --cluster`: not part of a run's identity
 
     def resolved(self) -> dict[str, Any]:
-        """The experiment as a plain dict, with registry defaults filled in (canonical form)."""
-        return json.loads(self.model_dump_json())
+        """The experiment as a plain dict, with registry defaults filled in (canonical form;
+        without `cluster` where the file has none)."""
+        data = json.loads(self.model_dump_json())
+        if data.get("cluster") is None:
+            data.pop("cluster", None)
+        return data
 
 
 def _format(err: ValidationError, source: str) -> str:
@@ -264,13 +317,23 @@ def _format(err: ValidationError, source: str) -> str:
         model: Any = Experiment
         for part in parent:
             field = model.model_fields.get(str(part)) if hasattr(model, "model_fields") else None
-            model = field.annotation if field is not None else None
+            model = _model_of(field.annotation) if field is not None else None
         allowed = ", ".join(model.model_fields) if hasattr(model, "model_fields") else "?"
         return f"{source}: unknown key '{key}'; allowed here: {allowed}"
     msg = first["msg"].removeprefix("Value error, ")
     given = first.get("input")
     shown = "" if isinstance(given, dict) else f" (got {given!r})"
     return f"{source}: key '{key}': {msg}{shown}"
+
+
+def _model_of(annotation: Any) -> Any:
+    """The model class in an annotation (`SpikingSpec | None` -> SpikingSpec)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+    return None
 
 
 def parse(data: dict[str, Any], source: str = "experiment") -> Experiment:
@@ -335,16 +398,126 @@ def validate_registries(exp: Experiment, source: str = "experiment") -> Experime
     return Experiment.model_validate(data)
 
 
-def load(path: str | Path) -> Experiment:
-    """Read and validate an experiment file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"experiment file '{path}' not found")
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """`KEY=VALUE` -> (key path, value). VALUE is read as a TOML value (`0.1`, `true`,
+    `[64, 64]`, `"text"`, `{range = 4}`); a bare word that is no TOML value is a string
+    (`rule.name=kolen_pollack`). Keys are dotted; in `scan.KEY` the rest is one scan key
+    (`scan.train.lr=[0.01, 0.1]` sets `"train.lr"` in `[scan]`)."""
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"override '{item}' is not KEY=VALUE (e.g. train.lr=0.1)")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*", key):
+        raise ConfigError(f"override '{item}': '{key}' is not a dotted key (e.g. train.lr)")
     try:
-        data = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        if not raw.strip() or any(c in raw for c in "[]{}\"=\n"):
+            raise ConfigError(f"override '{item}': '{raw}' is not a TOML value (quote text, "
+                              f"e.g. {key}='\"value\"')") from None
+        value = raw.strip()
+    parts = key.split(".")
+    path = [parts[0], ".".join(parts[1:])] if parts[0] == "scan" and len(parts) > 1 else parts
+    return path, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """A copy of the file's `data` with each `KEY=VALUE` override set (`parse_override`)."""
+    data = copy.deepcopy(data)
+    for item in overrides:
+        path, value = parse_override(item)
+        node = data
+        for i, part in enumerate(path[:-1]):
+            nxt = node.setdefault(part, {})
+            if not isinstance(nxt, dict):
+                where = ".".join(path[:i + 1])
+                raise ConfigError(f"override '{item}': '{where}' is a value, not a section")
+            node = nxt
+        node[path[-1]] = value
+    return data
+
+
+def read(path: str | Path) -> dict[str, Any]:
+    """The data of an experiment file (TOML), or one line saying why it cannot be read."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"'{path}' is a folder; give an experiment file (TOML)")
+    if not path.exists():
+        raise ConfigError(f"experiment file '{path}' not found")
+    if not path.is_file():
+        raise ConfigError(f"'{path}' is not a regular file; give an experiment file (TOML)")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"experiment file '{path}' cannot be read: "
+                          f"{err.strerror or err}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not valid TOML: not UTF-8 text") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML: {err}") from None
-    return parse(data, str(path))
+    if not data:
+        raise ConfigError(f"{path}: the file sets nothing; an experiment file names at least "
+                          "its rule or task (see the README's example)")
+    return data
+
+
+def load(path: str | Path, overrides: Sequence[str] = ()) -> Experiment:
+    """Read and validate an experiment file, with `KEY=VALUE` overrides applied."""
+    return load_with_text(path, overrides)[0]
+
+
+def load_with_text(path: str | Path, overrides: Sequence[str] = ()) -> tuple[Experiment, str]:
+    """The validated experiment and the text to keep as its copy: the file itself, or, with
+    overrides, the file's data with the overrides set, as TOML."""
+    data = apply_overrides(read(path), overrides)
+    exp = parse(data, str(path))
+    text = Path(path).read_text(encoding="utf-8") if not overrides else (
+        f"# {Path(path).name} with {' '.join(overrides)} (written by lrsim)\n" + dumps(data))
+    return exp, text
+
+
+def _toml_key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False)
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
+    raise ConfigError(f"cannot write {v!r} as TOML")
+
+
+def dumps(data: dict[str, Any]) -> str:
+    """TOML text for experiment data (top-level values, then one table per section); checked
+    to read back equal."""
+    lines = [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in data.items()
+             if not isinstance(v, dict)]
+    for sec, table in data.items():
+        if isinstance(table, dict):
+            lines.append(f"[{_toml_key(sec)}]")
+            lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items()]
+    text = "\n".join(lines) + "\n"
+    if tomllib.loads(text) != data:
+        raise ConfigError("the experiment with its overrides cannot be written back as TOML")
+    return text
+
+
+def run_config(exp: Experiment) -> dict[str, Any]:
+    """A run's identity: the resolved experiment without `scan` and `cluster` (how it is
+    scanned and where it runs do not change what is trained)."""
+    data = exp.resolved()
+    data.pop("scan", None)
+    data.pop("cluster", None)
+    return data
 
 
 @dataclass(frozen=True)
@@ -367,8 +540,7 @@ def run_id(resolved: dict[str, Any]) -> str:
 def replicas(exp: Experiment) -> list[Replica]:
     """The K runs of an experiment: seeds seed .. seed+K-1 with the file's hyperparameters."""
     out = []
-    base = exp.resolved()
-    base.pop("scan", None)
+    base = run_config(exp)
     for k in range(exp.train.replicas):
         one = dict(base, seed=exp.seed + k, train=dict(base["train"], replicas=1))
         out.append(Replica(exp.seed + k, exp.train.lr, exp.train.weight_decay,

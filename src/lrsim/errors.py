@@ -7,3 +7,8 @@ class LrsimError(Exception):
 
 class ConfigError(LrsimError):
     """An experiment file or parameter that cannot be accepted (unknown key, value out of range)."""
+
+
+class Interrupted(LrsimError):
+    """Ctrl-C: the work done so far is kept; the message (one line) says how to go on. The CLI
+    exits with status 130."""

@@ -112,6 +112,7 @@ def check_claim(folder: Path, kind: str, flag: str = "--out") -> bool:
     if kind not in KINDS:
         raise ValueError(f"unknown output kind {kind!r}")
     if not folder.exists():
+        check_writable(folder, flag)
         return False
     if not folder.is_dir():
         raise LrsimError(f"{flag} '{folder}' is a file; give a folder")
@@ -120,9 +121,11 @@ def check_claim(folder: Path, kind: str, flag: str = "--out") -> bool:
     except OSError as err:
         raise LrsimError(f"{flag} '{folder}' cannot be read: {err.strerror or err}") from None
     if not names:
+        check_writable(folder, flag)
         return False
     mark = read_mark(folder)
     if mark == kind or (mark is None and _legacy(folder, kind)):
+        check_writable(folder, flag)
         return True
     if mark is not None:
         raise LrsimError(f"{flag} '{folder}' is lrsim's {mark} folder, not a {kind} folder; "
@@ -135,14 +138,46 @@ def check_claim(folder: Path, kind: str, flag: str = "--out") -> bool:
                      f"write)")
 
 
+def check_writable(folder: Path, flag: str = "--out") -> None:
+    """Refuse (one line) a folder lrsim could not create or write, leaving it as it was: the
+    folder, or the nearest folder above it that exists, must be a writable folder; a probe
+    (an own temporary folder, created and removed at once) finds what permissions do not show
+    (read-only file systems, /proc, root on a read-only mount)."""
+    target = folder
+    while not target.exists() and target != target.parent:
+        target = target.parent
+    if target != folder and not target.is_dir():
+        raise LrsimError(f"{flag} '{folder}' cannot be created: '{target}' is not a folder")
+    if not os.access(target, os.W_OK | os.X_OK):
+        what = "is not writable" if target == folder else f"cannot be created in '{target}'"
+        raise LrsimError(f"{flag} '{folder}' {what} (no write permission)")
+    probe = temporary_name(target / "lrsim-probe")
+    try:
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as err:
+        what = "cannot be written" if target == folder else f"cannot be created in '{target}'"
+        raise LrsimError(f"{flag} '{folder}' {what}: {err.strerror or err}") from None
+
+
 def claim(folder: Path, kind: str, flag: str = "--out") -> bool:
     """`check_claim`, then create the folder where needed and leave lrsim's mark in it."""
     owned = check_claim(folder, kind, flag)
+    created = []
+    p = folder
+    while not p.exists() and p != p.parent:
+        created.append(p)
+        p = p.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
         if read_mark(folder) is None:
             write_atomic(folder / MARK, json.dumps({"written_by": "lrsim", "kind": kind}) + "\n")
     except OSError as err:
+        for q in created:  # only the empty folders made just now
+            try:
+                q.rmdir()
+            except OSError:
+                break
         raise LrsimError(f"{flag} '{folder}': cannot write: {err.strerror or err}") from None
     return owned
 

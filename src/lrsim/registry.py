@@ -9,6 +9,7 @@ naming what is allowed.
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -59,7 +60,9 @@ class Param:
         if kind in (int, float):
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ConfigError(f"{where} must be a number, got {value!r}")
-            if kind is int and float(value) != int(value):
+            if not math.isfinite(value):
+                raise ConfigError(f"{where} must be a finite number, got {value!r}")
+            if kind is int and not isinstance(value, int):
                 raise ConfigError(f"{where} must be an integer, got {value!r}")
             value = kind(value)
             bad_low = self.low is not None and (value <= self.low if self.low_open

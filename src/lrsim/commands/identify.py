@@ -17,7 +17,7 @@ from lrsim.analysis.defaults import (
     N_SPLITS,
 )
 from lrsim.analysis.defaults import TARGET_ACCURACY as TARGET
-from lrsim.errors import ConfigError
+from lrsim.errors import ConfigError, LrsimError
 from lrsim.outdir import check_claim
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ def add(sub: argparse._SubParsersAction) -> None:
         "loss curves are the control; model-internal quantities are reported apart.")
     r.add_argument("store", help="folder of run files (from `lrsim scan` or `lrsim run --out`)")
     r.add_argument("--out", required=True, help="folder for report.html and results.json")
-    r.add_argument("--label", default="rule", metavar="LABEL",
+    r.add_argument("--label", default="rule", choices=LABELS, metavar="LABEL",
                    help=f"what to identify: {', '.join(LABELS)} (rule_optimizer = "
                         f"'<rule>+<optimizer>' per run; default rule)")
     r.add_argument("--holdout", metavar="KEY=VALUE",
@@ -65,7 +65,6 @@ def add(sub: argparse._SubParsersAction) -> None:
                         f"{N_PERMUTATIONS_QUICK} with --quick)")
     r.add_argument("--seed", type=int, default=0, help="seed of the splits and classifiers")
     r.add_argument("--jobs", type=int, default=1, help="threads for the random forest")
-    r.add_argument("--quiet", action="store_true", help="no progress on stderr")
     r.set_defaults(func=cmd_identify)
 
 
@@ -88,7 +87,10 @@ def open_store(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_dir():
         raise ConfigError(f"store '{path}' is not a folder of run files")
-    return open_scan(path)
+    try:
+        return open_scan(path)
+    except LrsimError as err:  # the CLI has no errors='report': say what a user can do
+        raise LrsimError(str(err).replace(", or pass errors='report')", ")")) from None
 
 
 def parse_target(value: str | float) -> float:
@@ -106,12 +108,13 @@ def run_identify(store: str | Path, out: str | Path, *, label: str = "rule",
                  holdout: str | None = None, test: str | Path | None = None,
                  classifiers: Sequence[str] = ("linear", "forest", "temporal"),
                  quick: bool = False, splits: int = N_SPLITS, permutations: int | None = None,
-                 seed: int = 0, jobs: int = 1, progress: str | Any = "auto",
+                 seed: int = 0, jobs: int = 1, progress: bool | None | Any = None,
                  observables: Sequence[str] | None = None, target: str | float = TARGET
                  ) -> tuple[Path, IdentifyResult]:
     """Check the request, open the store(s), run `lrsim.analysis.identify.identify`, write the
-    report; return (path of report.html, result). `progress`: "auto" (a bar in a terminal,
-    plain lines otherwise), "bar", "lines", "off", or a `Progress`."""
+    report; return (path of report.html, result). `progress`: None (a bar in a terminal,
+    plain lines in a log, nothing under --quiet), False (nothing), True, or a
+    `lrsim.analysis.progress.Progress`."""
     from lrsim.analysis.identify import identify
     from lrsim.analysis.labels import check_label_name
     from lrsim.analysis.progress import Progress
@@ -146,7 +149,7 @@ def cmd_identify(args: argparse.Namespace) -> int:
                                 test=args.test, classifiers=args.classifiers, quick=args.quick,
                                 splits=args.splits, permutations=args.permutations,
                                 seed=args.seed, jobs=args.jobs, target=args.target,
-                                progress="off" if args.quiet else "auto",
+                                progress=False if args.quiet else None,
                                 observables=args.observables)
     print_summary(result)
     print(f"report: {page}")

@@ -1,0 +1,7 @@
+"""`python -m lrsim ...` is `lrsim ...`."""
+
+import sys
+
+from lrsim.cli import main
+
+sys.exit(main())
