@@ -10,6 +10,22 @@ h_l = f(W_l h_{l-1} + b_l) it produces; the output layer included):
     activity_change  statistics of h_l(t) - h_l(t_prev) on the probe batch, the change since the
                      previous measurement (NaN at the first time point)
     alignment        angle(B_l, W_l^T) in degrees (NaN where the rule has no feedback matrix)
+
+and, when listed in `[observe] observables`, the population geometry of the recorded units'
+activity (`lrsim.analysis.geometry`; the units' noisy activity over the probe inputs, so exactly
+what the recording gives), one value per (time, layer, units, noise):
+
+    dimensionality   participation ratio of the recorded units' activity over the probe inputs,
+                     divided by the number of recorded units
+    rsa_initial      representational similarity (Pearson correlation of the Euclidean RDMs
+                     over the first `RSA_PROBES` probe inputs) with the first measurement
+                     (NaN at the first time point)
+    rsa_previous     the same with the previous measurement (NaN at the first time point)
+    rsa_layer        the same between layer l and the layer feeding it, both recorded at this
+                     time point (for layer 1: the probe stimuli themselves)
+    coupling         paired recording of two connected layers: mean squared correlation over
+                     the probe inputs between the recorded units of the layer feeding l (for
+                     layer 1: the stimulus pixels) and the recorded units of l
     loss             training loss on (the first 128 samples of) the training set
     test_accuracy    accuracy on (the first 256 samples of) the test set (NaN for regression)
 
@@ -46,10 +62,15 @@ from lrsim.config import Experiment, ObserveSpec, Replica
 from lrsim.errors import ConfigError
 from lrsim.store import netcdf_safe
 
-OBSERVABLES: tuple[str, ...] = ("weights", "activations", "activity_change")
+STAT_OBSERVABLES: tuple[str, ...] = ("weights", "activations", "activity_change")
+GEOMETRY_OBSERVABLES: tuple[str, ...] = ("dimensionality", "rsa_initial", "rsa_previous",
+                                         "rsa_layer", "coupling")
+OBSERVABLES: tuple[str, ...] = STAT_OBSERVABLES + GEOMETRY_OBSERVABLES
+RSA_PROBES = 64  # probe inputs behind the RDMs of the rsa_* observables
 EVAL_TRAIN = 128  # training samples behind `loss` at each time point
 EVAL_TEST = 256  # test samples behind `test_accuracy` at each time point
 VIEW_DIMS = ("time", "layer", "stat", "units", "noise")
+GEOMETRY_DIMS = ("time", "layer", "units", "noise")
 
 
 def schedule_steps(total_steps: int, spec: ObserveSpec) -> list[int]:
@@ -212,7 +233,12 @@ class RateObserver:
         self._labels = (task.labels_test[:n_te].to(dev) if task.labels_test is not None
                         else None)
         t, s, u, z = len(self._steps), len(self.stat_names), len(self.units), len(self.noise)
-        self._data = {o: np.full((k, t, self.L, s, u, z), np.nan) for o in self.observables}
+        self._data = {o: np.full((k, t, self.L, s, u, z), np.nan) for o in self.observables
+                      if o in STAT_OBSERVABLES}
+        self._geometry = {o: np.full((k, t, self.L, u, z), np.nan) for o in self.observables
+                          if o in GEOMETRY_OBSERVABLES}
+        self._rdm_first: dict[tuple[int, int], np.ndarray] = {}
+        self._rdm_previous: dict[tuple[int, int], np.ndarray] = {}
         self._alignment = np.full((k, t, self.L), np.nan)
         self._loss = np.full((k, t), np.nan)
         self._accuracy = np.full((k, t), np.nan)
@@ -230,6 +256,7 @@ class RateObserver:
         every = _activity(net, self._inputs)
         posts = [h[:, :n_pr] for h in every]
         pending: list[tuple[str, int, int, Tensor]] = []  # (observable, layer, view, (K,Z,n))
+        recorded: dict[tuple[int, int], Tensor] = {}  # (layer, view) -> (K, Z, P*u), noisy
         for l in range(self.L):
             for v, idx in enumerate(self._unit_idx[l]):
                 if "weights" in self.observables:
@@ -238,12 +265,13 @@ class RateObserver:
                         w = w.gather(1, idx.unsqueeze(-1).expand(-1, -1, w.shape[2]))
                     pending.append(("weights", l, v, self._measure(w.reshape(self.K, -1))))
                 if "activations" not in self.observables and \
-                        "activity_change" not in self.observables:
+                        "activity_change" not in self.observables and not self._geometry:
                     continue
                 h = posts[l]
                 if idx is not None:
                     h = h.gather(2, idx.unsqueeze(1).expand(-1, h.shape[1], -1))
                 seen = self._measure(h.reshape(self.K, -1))
+                recorded[(l, v)] = seen
                 if "activations" in self.observables:
                     pending.append(("activations", l, v, seen))
                 if "activity_change" in self.observables:
@@ -252,6 +280,8 @@ class RateObserver:
                         pending.append(("activity_change", l, v, seen - before))
                     self._previous[(l, v)] = seen
         self._summarise(t, pending)
+        if self._geometry:
+            self._record_geometry(t, recorded, self._inputs[:, :n_pr])
         self._alignment[:, t] = alignment_angles(ctx.rule, ctx.rule_state, net.weights).numpy()
         out = every[-1]
         loss, _ = loss_and_error(out[:, n_test:], self._y_train, ctx.task.loss)
@@ -277,6 +307,45 @@ class RateObserver:
                                            dtype=x.dtype) for g in self._gens])
             views.append(x + sigma * rms * eps)
         return torch.stack(views, 1)
+
+    def _record_geometry(self, t: int, recorded: dict[tuple[int, int], Tensor],
+                         stimuli: Tensor) -> None:
+        """The population-geometry observables at time index t from the recorded (noisy)
+        activity of every layer and view, (K, Z, P * u) each (see the module docstring)."""
+        from lrsim.analysis import geometry
+
+        want = self._geometry
+        z, p = len(self.noise), stimuli.shape[1]
+        n_rsa = min(RSA_PROBES, p)
+        x0 = stimuli.detach().cpu().double().numpy()[:, None]  # (K, 1, P, n_in): exact
+        x0 = np.broadcast_to(x0, (self.K, z, *x0.shape[2:]))
+        rsa = bool({"rsa_initial", "rsa_previous", "rsa_layer"} & set(want))
+        rdms: dict[tuple[int, int], np.ndarray] = {}
+        if "rsa_layer" in want:
+            stim_rdm = geometry.rdm(x0[:, :, :n_rsa])
+            rdms.update({(-1, v): stim_rdm for v in range(len(self.units))})
+        acts = {key: a.detach().cpu().double().numpy().reshape(self.K, z, p, -1)
+                for key, a in recorded.items()}
+        for l in range(self.L):
+            for v in range(len(self.units)):
+                a = acts[(l, v)]  # (K, Z, P, u)
+                if "dimensionality" in want:
+                    want["dimensionality"][:, t, l, v] = geometry.dimensionality(a)
+                if "coupling" in want:
+                    pre = x0 if l == 0 else acts[(l - 1, v)]
+                    want["coupling"][:, t, l, v] = geometry.coupling(pre, a)
+                if not rsa:
+                    continue
+                d = rdms[(l, v)] = geometry.rdm(a[:, :, :n_rsa])
+                first = self._rdm_first.setdefault((l, v), d)
+                if "rsa_initial" in want and first is not d:
+                    want["rsa_initial"][:, t, l, v] = geometry.rdm_similarity(d, first)
+                before = self._rdm_previous.get((l, v))
+                if "rsa_previous" in want and before is not None:
+                    want["rsa_previous"][:, t, l, v] = geometry.rdm_similarity(d, before)
+                self._rdm_previous[(l, v)] = d
+                if "rsa_layer" in want:
+                    want["rsa_layer"][:, t, l, v] = geometry.rdm_similarity(d, rdms[(l - 1, v)])
 
     def _summarise(self, t: int, pending: list[tuple[str, int, int, Tensor]]) -> None:
         """Statistics of every pending sample, in one `summary_stats` call per sample size."""
@@ -308,7 +377,9 @@ class RateObserver:
         out = []
         for k in range(self.K):
             data: dict[str, Any] = {o: (VIEW_DIMS, self._data[o][k].copy())
-                                    for o in self.observables}
+                                    for o in self._data}
+            for o, arr in self._geometry.items():
+                data[o] = (GEOMETRY_DIMS, arr[k].copy())
             data["alignment"] = (("time", "layer"), self._alignment[k].copy())
             data["loss"] = ("time", self._loss[k].copy())
             data["test_accuracy"] = ("time", self._accuracy[k].copy())
