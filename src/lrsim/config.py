@@ -47,7 +47,7 @@ class RuleSpec(_Open):
 class ModelSpec(_Strict):
     hidden: list[Annotated[int, Field(ge=1, le=1_000_000)]] = Field(
         default_factory=lambda: [64, 64])
-    activation: Literal["relu", "tanh", "sigmoid", "linear"] = "relu"
+    activation: Literal["relu", "tanh", "sigmoid", "linear", "elu"] = "relu"
     bias: bool = True
     init_scale: float = Field(1.0, gt=0)
 
