@@ -43,6 +43,7 @@ from lrsim.analysis.features import (
     unrecorded_observables,
     usable_runs,
 )
+from lrsim.contract import MODEL_INTERNAL
 from lrsim.errors import ConfigError
 
 TARGET_ACCURACY = 0.90
@@ -394,7 +395,7 @@ def _identify(ds: xr.Dataset, *, label: str = "rule",
     else:
         observables = list(dict.fromkeys(observables))
         TrajectoryFeatures(observables).fit(data)  # ConfigError naming what is not recorded
-        measurable = [o for o in observables if o not in ("alignment", *CONTROL_OBSERVABLES)]
+        measurable = [o for o in observables if o not in (*MODEL_INTERNAL, *CONTROL_OBSERVABLES)]
         if not measurable:
             raise ConfigError(f"observables: name at least one measurable observable (got "
                               f"{', '.join(observables)}; the store has "

@@ -53,24 +53,24 @@ import numpy as np
 import xarray as xr
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from lrsim.contract import (
+    CONTROL_OBSERVABLES,
+    GEOMETRY_OBSERVABLES,
+    MODEL_INTERNAL,
+    OBSERVABLES,
+    POPULATION,
+    RUN,
+    SPIKING_OBSERVABLES,
+    VIEW_DIMS,
+)
 from lrsim.errors import ConfigError
 
-OBSERVABLES = ("weights", "activations", "activity_change")
-# population geometry of the recorded activity (lrsim.analysis.geometry), one value per
-# (time, layer, units, noise): measurable, recorded when the experiment lists them
-GEOMETRY_OBSERVABLES = ("dimensionality", "rsa_initial", "rsa_previous", "rsa_layer", "coupling")
+_VIEW_DIMS = {RUN, *VIEW_DIMS}
 REFERENCES = ("none", "initial")
 # channels that are >= 0 by construction, besides the abs_ / sq_ statistics and var / norm
 _POSITIVE = {"dimensionality", "coupling", "loss", "rate", "cv_isi", "fano", "synchrony"}
 # channels already relative to an earlier measurement: no reference taken
 _SELF_REFERENCED = {"rsa_initial", "rsa_previous"}
-CONTROL_OBSERVABLES = ("loss", "test_accuracy")
-LABELS = ("rule", "rule_family", "optimizer")
-_VIEW_DIMS = {"run", "time", "layer", "stat", "units", "noise"}
-POPULATION = "population"
-# spiking statistics per population, in the order features list them (others sorted after)
-SPIKING_OBSERVABLES = ("rate", "cv_isi", "fano", "correlation", "synchrony", "ei_balance",
-                       "ei_correlation")
 ROLES = ("exc", "inh")
 READOUT = "readout"
 _POPULATION_DIMS = {"run", "time", POPULATION, "units", "noise"}
@@ -186,7 +186,7 @@ def all_observables(ds: xr.Dataset) -> list[str]:
     """Every time-varying variable a store records for identification: the experimentalist's
     observables, then `alignment` (angle(B, W^T), a model-internal quantity no experiment
     measures directly) and the `loss` / `test_accuracy` curves."""
-    extra = [v for v in ("alignment", *CONTROL_OBSERVABLES) if v in ds.data_vars]
+    extra = [v for v in (*MODEL_INTERNAL, *CONTROL_OBSERVABLES) if v in ds.data_vars]
     return default_observables(ds) + extra
 
 

@@ -35,29 +35,9 @@ import torch
 import xarray as xr
 from torch import Tensor
 
-from lrsim.errors import ConfigError
+from lrsim.contract import STAT_NAMES, STATISTICS, TRANSFORMS, check_stats
 
-TRANSFORMS: tuple[str, ...] = ("raw", "abs", "sq")
-STATISTICS: tuple[str, ...] = ("mean", "var", "median", "q75", "norm", "skew", "kurtosis")
-STAT_NAMES: tuple[str, ...] = tuple(f"{t}_{s}" for t in TRANSFORMS for s in STATISTICS)
-
-
-def check_stats(stats: Sequence[str] | None) -> list[str]:
-    """The requested statistic names in canonical order (None = all); ConfigError otherwise."""
-    if stats is None:
-        return list(STAT_NAMES)
-    stats = list(stats)
-    if not stats:
-        raise ConfigError("stats must name at least one statistic; allowed: "
-                          + ", ".join(STAT_NAMES))
-    bad = [s for s in stats if s not in STAT_NAMES]
-    if bad:
-        raise ConfigError(f"unknown statistic(s) {', '.join(map(repr, bad))}; allowed: "
-                          + ", ".join(STAT_NAMES))
-    if len(set(stats)) != len(stats):
-        raise ConfigError("stats lists a statistic twice")
-    return stats
-
+__all__ = ["STATISTICS", "STAT_NAMES", "TRANSFORMS", "check_stats", "describe", "summary_stats"]
 
 _QUANTILES = {"median": 0.5, "q75": 0.75}
 

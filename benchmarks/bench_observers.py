@@ -26,9 +26,9 @@ from typing import Any
 
 import torch
 
-from lrsim.analysis.observers import RateObserver
 from lrsim.config import load
-from lrsim.train import train
+from lrsim.models.rate import train
+from lrsim.models.rate.observer import RateObserver
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -125,7 +125,7 @@ def main() -> None:
         c = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
                          dashboard_address=None, silence_logs=logging.ERROR)
         cl = Client(c)
-        cl.run(lambda: __import__("lrsim.train") and None)
+        cl.run(lambda: __import__("lrsim.models.rate.train") and None)
         clusters[n] = (c, cl)
     times: dict[str, list[float]] = {k: [] for k in ("x1", "x2", "tiny in-process",
                                                      "tiny dask x1")}

@@ -85,7 +85,7 @@ def task_network(learning: bool, duration: float) -> float:
     `duration` s of 100 ms trials; wall s of the run."""
     from lrsim.config import SpikingSpec
     from lrsim.models.spiking.learning import Schedule, TaskNetwork
-    from lrsim.models.spiking.run import learning_params, network_params
+    from lrsim.models.spiking.train import learning_params, network_params
     from lrsim.models.tasks import tasks
     from lrsim.optimizers import optimizers
     from lrsim.rules import rules

@@ -145,8 +145,8 @@ def measure(row: str) -> dict:
     import torch
 
     from lrsim.config import parse
+    from lrsim.models.rate import train
     from lrsim.rules import rules
-    from lrsim.train import train
 
     torch.set_num_threads(1)
     name, params = parse_row_id(row)
@@ -180,9 +180,9 @@ def random_features_reference(lr: float) -> list[float]:
     import torch
 
     from lrsim.models.rate import RateNetwork, loss_and_error
+    from lrsim.models.rate.train import BatchSampler, evaluate
     from lrsim.models.tasks import tasks
     from lrsim.rules.hebbian import delta_readout
-    from lrsim.train import BatchSampler, evaluate
 
     torch.set_num_threads(1)
     task = tasks.create("digits", center=True)

@@ -1,8 +1,8 @@
 """Backpropagation (Rumelhart, Hinton & Williams 1986): the exact gradient, by weight transport.
 
     delta_L = e = dL/dz_L
-    delta_l = (delta_{l+1} W_{l+1}) * f'(z_l)           (batch-row form of W^T delta)
-    gW_l    = delta_l^T h_{l-1} / N,   gb_l = mean_n delta_l
+    delta_l = (W_{l+1}^T delta_{l+1}) * f'(z_l)      (send-back through W itself)
+    gW_l    = <delta_l h_{l-1}^T>,   gb_l = <delta_l>  (batch means)
 """
 
 from __future__ import annotations
@@ -10,11 +10,6 @@ from __future__ import annotations
 import torch
 
 from lrsim.rules.base import Rule, Signals, State, register
-
-
-def propagate(top: torch.Tensor, feedback: torch.Tensor, derivative: torch.Tensor) -> torch.Tensor:
-    """One step down: (top (K,N,n_{l+1}) @ feedback (K,n_{l+1},n_l)) * f'(z_l)."""
-    return torch.bmm(top, feedback) * derivative
 
 
 @register
@@ -29,5 +24,7 @@ class Backprop(Rule):
     def credit(self, state: State, s: Signals) -> list[torch.Tensor]:
         m = [s.output_error]
         for l in range(s.n_layers - 2, -1, -1):
-            m.insert(0, propagate(m[0], s.downstream_weights[l], s.derivative[l]))
+            layer = s.layers[l + 1]
+            w = s.downstream_weights[l]  # W_{l+1}
+            m.insert(0, layer.send_back(m[0], layer.as_feedback(w)) * s.derivative[l])
         return m

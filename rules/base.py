@@ -1,36 +1,51 @@
 """The shape of a learning rule: one object, written once, run by every substrate.
 
-A rule is a small object in three-factor form (DESIGN.md, RULES.md):
+A rule is a small object in three-factor form (docs/rules.md):
 
+    init(weights, generators, layers) -> state   per-replica rule state (feedback matrices...)
     credit(state, s)         -> m_l per layer    the modulator: how the output error (or the
                                                  post activity, for Hebbian rules) reaches layer l
     plasticity(state, s, m)  -> (gW_l, gb_l)     the synapse's learning term from what it sees
-    feedback(state, s, m, steps, lr) -> state    the update of learned feedback weights B_l
+    feedback(state, s, m, steps, lr, decay) -> state
+                                                 the update of learned feedback weights B_l and
+                                                 any other rule state, after W has stepped
 
-Sign convention: every learning term is *gradient-like*; the substrate applies
-W <- W - lr * (opt(gW) + (decay + weight_decay) * W), with `opt` the optimizer's transform
-(sgd / momentum / adam). A Hebbian term eta * y x^T is therefore returned as gW = -y^T x / N.
+`credit` and `plasticity` are pure: every state change happens in `feedback`. The learning
+step that calls them (`lrsim.models.step.LearningStep`, the same for every substrate) applies
+W <- W (1 - lr d) - lr opt(gW), b <- b - lr opt(gb), d = decay + weight_decay, with `opt` the
+optimizer's transform (sgd / momentum / adam). Every learning term is therefore
+*gradient-like*: a Hebbian term eta y x^T is returned as gW = -y^T x / N.
 
-Every tensor carries a leading replica axis K and, for activity, a batch axis N:
-activity (K, N, n_l); weights W_l (K, n_l, n_{l-1}); feedback B_l (K, n_{l-1}, n_l), the shape of
-W_l^T. Rules use only torch; they never know which substrate calls them.
+Rules do layer arithmetic only through the layer interface (`lrsim.layers.Layer`: forward,
+send_back through a feedback tensor, weight_gradient, ...), `s.layers[l]`, so a rule does not
+know whether a layer is dense or convolutional, nor which substrate runs it. Every tensor has
+a leading replica axis K and, for activity, a batch axis N: activity (K, N, n_l); weights W_l
+(K, n_l, n_{l-1}); feedback tensors B_l in the layer's feedback convention
+(`layer.as_feedback(W_l)`: W_l^T's shape for dense layers). docs/architecture.md shows where
+rules sit.
 """
 
 from __future__ import annotations
 
-import inspect
-from dataclasses import dataclass, fields
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
+from lrsim.errors import ConfigError
+from lrsim.layers import Layer, batch_mean_outer, dense_layers, random_matrices
 from lrsim.registry import Param, Registry
 
 FAMILIES = ("backprop", "feedback_alignment", "weight_estimation", "four_synapse", "hebbian",
             "spike_timing")
 LOCALITIES = ("local", "broadcast", "sign_transport", "weight_estimation", "non_local")
 SUBSTRATES = ("rate", "spiking")
+
+__all__ = ["FAMILIES", "LOCALITIES", "SIGNAL_NAMES", "SUBSTRATES", "Layer", "ReplicaNoise",
+           "Rule", "SignalNotDeclared", "Signals", "State", "alignment_angles",
+           "batch_mean_outer", "normal", "random_matrices", "register", "rules"]
 
 
 class SignalNotDeclared(AttributeError):
@@ -39,7 +54,7 @@ class SignalNotDeclared(AttributeError):
 
 @dataclass
 class Signals:
-    """What the synapses of a network can see at one learning step (dense; axes K, N).
+    """What the synapses of a network can see at one learning step (axes K, N).
 
     pre[l]                h_{l-1}, the layer's input                      (K, N, n_{l-1})
     post[l]               h_l = f(z_l), the layer's output                (K, N, n_l)
@@ -50,6 +65,10 @@ class Signals:
     downstream_weights[l] W_{l+1}, read to send error back: weight transport (non-local)
     noise                 random source for noise-driven phases: a `ReplicaNoise` (one generator
                           per replica) or one torch.Generator; draw with `normal(...)`
+
+    `layers[l]` is layer l's kind (`lrsim.layers.Layer`; dense where not given): structure,
+    not a signal, so always readable. In `feedback` (after the update) the weights are the
+    updated ones.
     """
 
     pre: list[Tensor]
@@ -60,6 +79,11 @@ class Signals:
     own_weights: list[Tensor]
     downstream_weights: list[Tensor]
     noise: ReplicaNoise | torch.Generator | None = None
+    layers: Sequence[Layer] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.layers is None:
+            self.layers = dense_layers(len(self.pre))
 
     @property
     def n_layers(self) -> int:
@@ -70,7 +94,7 @@ class Signals:
         return _RestrictedSignals(self, declared)  # type: ignore[return-value]
 
 
-SIGNAL_NAMES = frozenset(f.name for f in fields(Signals))
+SIGNAL_NAMES = frozenset(f.name for f in fields(Signals)) - {"layers"}
 
 
 class ReplicaNoise:
@@ -113,30 +137,24 @@ class _RestrictedSignals:
 State = dict[str, Any]
 
 
-def batch_mean_outer(m: Tensor, pre: Tensor) -> Tensor:
-    """sum_n m[k,n,i] pre[k,n,j] / N  ->  (K, n_l, n_{l-1}): the three-factor term m^T x / N."""
-    return torch.bmm(m.transpose(1, 2) * (1.0 / m.shape[1]), pre)  # scale the small operand
-
-
-def three_factor(m: Tensor, pre: Tensor) -> tuple[Tensor, Tensor]:
-    """The three-factor update of one layer, gradient-like: gW = m^T h_{l-1} / N, gb = mean_n m
-    (m the layer's credit, (K, N, n_l); pre its input h_{l-1}, (K, N, n_{l-1}))."""
-    return batch_mean_outer(m, pre), m.mean(1)
-
-
-def random_feedback(shape_like: Tensor, generators: list[torch.Generator]) -> Tensor:
-    """Fixed random matrices, one per replica from its own generator, shaped like `shape_like`
-    (K, a, b) = the shape of W^T; entries N(0, 1/a), the scale of W's own fan-in init."""
-    _, a, b = shape_like.shape
-    mats = [torch.randn(a, b, generator=g, dtype=torch.float64) for g in generators]
-    return torch.stack(mats).to(dtype=shape_like.dtype, device=shape_like.device) / a**0.5
+def layer_list(layers: Sequence[Layer] | None, n: int) -> list[Layer]:
+    """The layer kinds of an n-layer network (dense where `layers` is None)."""
+    return dense_layers(n) if layers is None else list(layers)
 
 
 class Rule:
     """Base of all rules: declarations plus the default (three-factor, no feedback) behaviour.
 
     Subclasses set the class attributes and override what differs. Hyperparameters are the
-    keys of `params` and become attributes.
+    keys of `params` and become attributes. Capabilities are declared here, never inferred:
+
+    decay          lambda, the rule's own weight decay, applied to W by the learning step
+    supervised     False: the rule ignores the target entirely
+    layer_kinds    the layer kinds (`Layer.kind`) the rule is written for; None = any kind
+                   that implements the layer interface
+    synapse_model  Brian2 synapse equations where the rule learns inside a spiking simulation
+                   (None: it learns through the learning step)
+    feedback       receives `decay`, the total decay W got this step, in every rule
     """
 
     name: ClassVar[str]
@@ -144,8 +162,9 @@ class Rule:
     locality: ClassVar[str]
     signals: ClassVar[frozenset[str]]
     substrates: ClassVar[tuple[str, ...]] = SUBSTRATES
+    layer_kinds: ClassVar[frozenset[str] | None] = None
     params: ClassVar[dict[str, Param]] = {}
-    decay: float = 0.0  # rule-level weight decay applied to W (lambda in RULES.md)
+    decay: float = 0.0  # rule-level weight decay applied to W (lambda in docs/rules.md)
     supervised: bool = True  # False: the rule ignores the target entirely
 
     def __init__(self, **hyper: Any):
@@ -159,28 +178,51 @@ class Rule:
         hp = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
         return f"{type(self).__name__}({hp})"
 
+    def check_layers(self, layers: Sequence[Layer]) -> None:
+        """Raise ConfigError where a layer's kind is not one the rule is written for."""
+        if self.layer_kinds is None:
+            return
+        for l, layer in enumerate(layers):
+            if layer.kind not in self.layer_kinds:
+                raise ConfigError(
+                    f"rule '{self.name}' is defined for {', '.join(sorted(self.layer_kinds))} "
+                    f"layers only; layer {l + 1} is {layer.kind}")
+
     # -- the three factors -------------------------------------------------------------------
-    def init(self, weights: list[Tensor], generators: list[torch.Generator]) -> State:
+    def init(self, weights: list[Tensor], generators: list[torch.Generator],
+             layers: Sequence[Layer] | None = None) -> State:
         """Rule state (feedback matrices, thresholds...) for K replicas, each replica drawing
-        from its own generator so that its state does not depend on its neighbours."""
+        from its own generator so that its state does not depend on its neighbours; `layers`
+        are the layer kinds (dense where None, see `layer_list`)."""
         return {}
 
     def credit(self, state: State, s: Signals) -> list[Tensor]:
+        """The modulator m_l of every layer, (K, N, n_l). Pure: no state changes here."""
         raise NotImplementedError
 
     def plasticity(self, state: State, s: Signals, m: list[Tensor]
                    ) -> list[tuple[Tensor, Tensor]]:
-        """Default three-factor update of every layer (`three_factor`)."""
-        return [three_factor(m_l, s.pre[l]) for l, m_l in enumerate(m)]
+        """Default three-factor update of every layer: gW_l = <m_l h_{l-1}^T>, gb_l = <m_l>."""
+        return [s.layers[l].weight_gradient(m_l, s.pre[l]) for l, m_l in enumerate(m)]
 
     def feedback(self, state: State, s: Signals, m: list[Tensor], steps: list[Tensor],
-                 lr: Tensor) -> State:
-        """Update learned feedback weights given the optimizer-transformed weight steps."""
+                 lr: Tensor, decay: Tensor | float | None = None) -> State:
+        """The new rule state after W stepped: learned feedback weights, thresholds...
+
+        `steps` are the optimizer-transformed learning terms of W, `lr` the learning rate
+        ((K, 1, 1) or a number), `decay` the total decay W got this step (lambda + weight
+        decay, (K, 1, 1) or a number; None: lambda alone). `s` holds the updated weights."""
         return state
 
     def feedback_matrices(self, state: State) -> list[Tensor | None]:
-        """B_l (shape of W_l^T) per layer, None where the rule has none (for alignment)."""
+        """B_l (feedback convention of layer l) per layer, None where the rule has none."""
         return []
+
+    def synapse_model(self, w_max: float, lr: float = 1.0) -> dict | None:
+        """Brian2 synapse equations (model, on_pre, on_post, namespace) for a rule that learns
+        inside a spiking simulation; None (default): the rule learns through the learning
+        step."""
+        return None
 
     # -- convenience -------------------------------------------------------------------------
     def update(self, state: State, s: Signals) -> list[tuple[Tensor, Tensor]]:
@@ -200,26 +242,22 @@ def register(cls: type[Rule]) -> type[Rule]:
     return cls
 
 
-def alignment_angles(rule: Rule, state: State, weights: list[Tensor]) -> Tensor:
+def alignment_angles(rule: Rule, state: State, weights: list[Tensor],
+                     layers: Sequence[Layer] | None = None) -> Tensor:
     """angle(B_l, W_l^T) in degrees per replica and layer, (K, L); NaN where no B exists.
 
-    The angle between the flattened matrices: arccos(<B, W^T>_F / (|B|_F |W|_F)).
+    The angle between the flattened tensors B_l and `layer.as_feedback(W_l)` (W_l^T for dense
+    layers): arccos(<B, W^T>_F / (|B|_F |W|_F)).
     """
     k = weights[0].shape[0]
+    layers = layer_list(layers, len(weights))
     out = torch.full((k, len(weights)), float("nan"), dtype=torch.float64)
     mats = rule.feedback_matrices(state)
     for l, b in enumerate(mats):
         if b is None or l >= len(weights):
             continue
-        wt = weights[l].transpose(1, 2).reshape(k, -1).double()
+        wt = layers[l].as_feedback(weights[l]).reshape(k, -1).double()
         bf = b.reshape(k, -1).double()
         cos = (wt * bf).sum(1) / (wt.norm(dim=1) * bf.norm(dim=1)).clamp_min(1e-300)
         out[:, l] = torch.rad2deg(torch.arccos(cos.clamp(-1, 1))).cpu()
     return out
-
-
-def feedback_takes_decay(rule: Rule) -> bool:
-    """Whether `rule.feedback` accepts `decay`: the total decay (K, 1, 1) applied to W this step,
-    lambda_rule + weight_decay_k, which Kolen-Pollack (Kolen & Pollack 1994; Akrout et al. 2019)
-    applies to B as well, so that B - W^T shrinks by W's own factor (1 - lr decay)."""
-    return "decay" in inspect.signature(rule.feedback).parameters

@@ -40,11 +40,12 @@ from lrsim.rules.base import (
     Signals,
     State,
     batch_mean_outer,
+    layer_list,
     normal,
-    random_feedback,
+    random_matrices,
     register,
 )
-from lrsim.rules.feedback_alignment import _FixedFeedback
+from lrsim.rules.feedback_alignment import _FixedFeedback, random_feedback
 
 VARIANTS = ("wired", "self_assembling")
 
@@ -80,47 +81,48 @@ class FourSynapse(_FixedFeedback):
                             high=10.0),
     }
 
-    def init(self, weights: list[torch.Tensor], generators: list[torch.Generator]) -> State:
+    def init(self, weights: list[torch.Tensor], generators: list[torch.Generator],
+             layers=None) -> State:
         """B_l as in Kolen-Pollack (same draws); U_l, V_l identity (wired) or N(0, s^2/n_l)."""
-        state: State = {"B": [None] + [random_feedback(w.transpose(1, 2), generators)
-                                       for w in weights[1:]]}
+        layers = layer_list(layers, len(weights))
+        state: State = {"B": random_feedback(weights, generators, layers)}
         if self.variant == "wired":
             state["U"] = [None] * len(weights)
             state["V"] = [None] * len(weights)
             return state
-        square = [torch.empty(w.shape[0], w.shape[1], w.shape[1], dtype=w.dtype,
-                              device=w.device) for w in weights]
+        square = [torch.empty(w.shape[0], layers[l].units(w), layers[l].units(w),
+                              dtype=w.dtype, device=w.device) for l, w in enumerate(weights)]
         s = self.cross_init  # weak random cross-stream synapses, on layer l's units
-        state["U"] = [s * random_feedback(q, generators) for q in square]
-        state["V"] = [s * random_feedback(q, generators) for q in square[:-1]] + [None]
+        state["U"] = [s * random_matrices(q, generators) for q in square]
+        state["V"] = [s * random_matrices(q, generators) for q in square[:-1]] + [None]
         return state
 
     @staticmethod
-    def _through(m: torch.Tensor, cross: torch.Tensor | None) -> torch.Tensor:
-        """Row form of cross @ m per sample: (K, N, n) @ cross^T; identity when cross is None."""
-        return m if cross is None else torch.bmm(m, cross.transpose(1, 2))
+    def _through(layer, x: torch.Tensor, cross: torch.Tensor | None) -> torch.Tensor:
+        """cross @ x per sample over the units of `layer`'s output; identity when None."""
+        return x if cross is None else layer.mix(x, cross)
 
     def plasticity(self, state: State, s: Signals, m: list[torch.Tensor]
                    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """gW_l = <(U_l g_l) h_{l-1}^T>, gb_l = <U_l g_l>."""
         out = []
         for l, g in enumerate(m):
-            ug = self._through(g, state["U"][l])
-            out.append((batch_mean_outer(ug, s.pre[l]), ug.mean(1)))
+            ug = self._through(s.layers[l], g, state["U"][l])
+            out.append(s.layers[l].weight_gradient(ug, s.pre[l]))
         return out
 
     def feedback(self, state: State, s: Signals, m: list[torch.Tensor],
                  steps: list[torch.Tensor], lr: torch.Tensor,
                  decay: torch.Tensor | float | None = None) -> State:
         """B_l <- B_l - lr (<(V_{l-1} h_{l-1}) g_l^T> + d B_l), d = `decay` (the total decay the
-        substrate applied to W_l this step, lambda + weight decay; lambda if None); then the
+        learning step applied to W_l this step, lambda + weight decay; lambda if None); then the
         pairing phase."""
         d = self.decay if decay is None else decay
         new_b: list[torch.Tensor | None] = [None]
         for l in range(1, len(state["B"])):
             b = state["B"][l]
-            vh = self._through(s.pre[l], state["V"][l - 1])
-            new_b.append(b - lr * (batch_mean_outer(vh, m[l]) + d * b))
+            vh = self._through(s.layers[l - 1], s.pre[l], state["V"][l - 1])
+            new_b.append(b - lr * (s.layers[l].feedback_gradient(vh, m[l]) + d * b))
         new = {**state, "B": new_b}
         if self.variant == "self_assembling":
             new["U"], new["V"] = self._pair(state["U"], state["V"], s.noise)

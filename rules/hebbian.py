@@ -1,6 +1,6 @@
 """Hebbian rules: no error signal; the modulator is the post-synaptic activity y.
 
-With x = pre and y = post (batch-averaged), the updates (RULES.md) are
+With x = pre and y = post (batch-averaged), the updates (docs/rules.md) are
     hebb   (Hebb 1949):          dW = eta (y x^T) - eta lambda W
     oja    (Oja 1982):           dW = eta (y x^T - diag(y^2) W)      -> first principal component
     sanger (Sanger 1989, GHA):   dW = eta (y x^T - LT(y y^T) W)      -> top components, in order
@@ -13,7 +13,9 @@ Hidden layers learn unsupervised. The output layer L, with h = h_{L-1} its input
     "delta": the Widrow-Hoff delta rule (Widrow & Hoff 1960), `delta_readout`:
         dW_L = -eta e h^T,  db_L = -eta e,  e = dL/dz_L (y - t for mse loss)
 With `supervised = false` the output layer is left as initialised. Hidden biases do not learn.
-The rule's `decay` (hebb, bcm) is applied by the substrate to every layer, the readout included.
+The rule's `decay` (hebb, bcm) is applied by the learning step to every layer, the readout
+included. The stabilising terms (Oja's diag(y^2) W, Sanger's LT(y y^T) W) act on the rows of a
+dense W, so these rules declare `layer_kinds = {"dense"}`.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from typing import Any
 import torch
 
 from lrsim.errors import ConfigError
+from lrsim.layers import DENSE, Layer
 from lrsim.registry import Param
-from lrsim.rules.base import Rule, Signals, State, batch_mean_outer, register, three_factor
+from lrsim.rules.base import Rule, Signals, State, register
 
 READOUTS = ("clamped", "delta")
 _SUPERVISED = Param(True, "the output layer learns from the target by `readout` (else it does "
@@ -34,7 +37,8 @@ _READOUT = Param("clamped", "how the output layer learns: clamped (the rule's eq
                  choices=READOUTS)
 
 
-def delta_readout(e: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def delta_readout(e: torch.Tensor, h: torch.Tensor, layer: Layer = DENSE
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """The delta rule of Widrow & Hoff (1960, "Adaptive switching circuits") for the readout.
 
         dW_L = -eta <e h^T>,   db_L = -eta <e>,   e = dL/dz_L per sample, h = h_{L-1}
@@ -44,12 +48,13 @@ def delta_readout(e: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch
     squares); with softmax cross-entropy e = p - t, the same rule for a softmax readout. No error
     reaches the hidden layers.
     """
-    return three_factor(e, h)
+    return layer.weight_gradient(e, h)
 
 
 class _Hebbian(Rule):
     family = "hebbian"
     locality = "local"
+    layer_kinds = frozenset({"dense"})
     # what the rule may read across its settings; an instance declares exactly what it reads
     signals = frozenset({"pre", "post", "target", "output_error", "own_weights"})
 
@@ -83,9 +88,10 @@ class _Hebbian(Rule):
         out = []
         for l, y in enumerate(m):
             if l == len(m) - 1 and self.supervised and self.readout == "delta":
-                out.append(delta_readout(y, s.pre[l]))
+                out.append(delta_readout(y, s.pre[l], s.layers[l]))
                 continue
-            dw = batch_mean_outer(y, s.pre[l]) - self.correction(state, s, l, y)
+            hebb, _ = s.layers[l].weight_gradient(y, s.pre[l], bias=False)
+            dw = hebb - self.correction(state, s, l, y)
             out.append((-dw, torch.zeros_like(y[:, 0])))
         return out
 
@@ -136,7 +142,7 @@ class BCM(_Hebbian):
               "decay": Param(0.0, "lambda: weight decay", low=0.0, high=100.0),
               "supervised": _SUPERVISED, "readout": _READOUT}
 
-    def init(self, weights, generators) -> State:
+    def init(self, weights, generators, layers=None) -> State:
         return {"theta": None}  # set from the first batch's <y^2>
 
     def _theta(self, state: State, s: Signals) -> list[torch.Tensor]:
@@ -150,7 +156,7 @@ class BCM(_Hebbian):
             m[l] = m[l] * (m[l] - theta.unsqueeze(1))
         return m
 
-    def feedback(self, state, s, m, steps, lr) -> State:
+    def feedback(self, state, s, m, steps, lr, decay=None) -> State:
         """The threshold slides towards the recent mean of y^2."""
         theta = [t + ((s.post[l] ** 2).mean(1) - t) / self.tau
                  for l, t in enumerate(self._theta(state, s))]

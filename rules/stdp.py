@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 
 from lrsim.registry import Param
-from lrsim.rules.base import Rule, Signals, State, batch_mean_outer, register
+from lrsim.rules.base import Rule, Signals, State, register
 
 
 @register
@@ -46,7 +46,7 @@ class STDP(Rule):
                               low_open=True, high=1000.0),
     }
 
-    def synapse_model(self, w_max: float, lr: float = 1.0) -> dict:
+    def synapse_model(self, w_max: float, lr: float = 1.0) -> dict | None:
         """Brian2 synapse equations (model, on_pre, on_post, namespace) acting on a
         dimensionless weight `w` in [0, w_max] that the substrate declares."""
         from brian2 import ms
@@ -67,5 +67,5 @@ class STDP(Rule):
     def plasticity(self, state: State, s: Signals, m: list[torch.Tensor]):
         """Rate limit of pair STDP: gW = -(A_plus tau_plus - A_minus tau_minus) y^T x / N."""
         c = (self.a_plus * self.tau_plus_ms - self.a_minus * self.tau_minus_ms) / 1000.0
-        return [(-c * batch_mean_outer(y, s.pre[l]), torch.zeros_like(y[:, 0]))
-                for l, y in enumerate(m)]
+        return [(-c * s.layers[l].weight_gradient(y, s.pre[l], bias=False)[0],
+                 torch.zeros_like(y[:, 0])) for l, y in enumerate(m)]

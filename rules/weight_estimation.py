@@ -4,13 +4,14 @@ All five rules send the error down like feedback alignment (`_FixedFeedback`'s c
 
     delta_L = e,   delta_{l-1} = (B_l delta_l) * f'(z_{l-1}),   gW_l = delta_l h_{l-1}^T (mean),
 
-and differ only in how B_l (shape of W_l^T, l >= 1) learns, in `feedback` after W has stepped.
-x = h_{l-1} is layer l's input, y its output, lr the trainer's per-replica learning rate.
+and differ only in how B_l (shape of W_l^T for dense layers, l >= 1) learns, in `feedback` after
+W has stepped (reading the updated W). x = h_{l-1} is layer l's input, y its output, lr the
+trainer's per-replica learning rate. The equations are collected in docs/rules.md.
 
 kolen_pollack (Kolen & Pollack 1994; Akrout et al. 2019, NeurIPS, "Deep learning without weight
     transport"):  B_l <- B_l - lr (step_l^T + d B_l), with step_l the optimizer-transformed
-    learning term of W_l and d the decay the substrate applied to W_l, the rule's `decay` lambda
-    plus the run's weight decay (`feedback(..., decay=d)`; lambda alone if not given), so
+    learning term of W_l and d the decay the learning step applied to W_l, the rule's `decay`
+    lambda plus the run's weight decay (`feedback(..., decay=d)`; lambda alone if None), so
     B_l - W_l^T shrinks by exactly (1 - lr d) per step, W's own decay factor, under any optimizer.
 weight_mirror (Akrout et al. 2019): a mirror phase each step drives layer l-1 with white noise
     x ~ N(0, sigma^2 I), y = W_l x, and B_l <- B_l + eta_B (mean x y^T - lambda_B B_l);
@@ -36,8 +37,8 @@ from __future__ import annotations
 import torch
 
 from lrsim.registry import Param
-from lrsim.rules.base import Signals, State, batch_mean_outer, normal, random_feedback, register
-from lrsim.rules.feedback_alignment import _FixedFeedback
+from lrsim.rules.base import Signals, State, normal, register
+from lrsim.rules.feedback_alignment import _FixedFeedback, random_feedback
 
 _CREDIT = frozenset({"pre", "derivative", "output_error"})
 
@@ -52,15 +53,15 @@ class _LearnedFeedback(_FixedFeedback):
     locality = "weight_estimation"
     substrates = ("rate",)
 
-    def init(self, weights: list[torch.Tensor], generators: list[torch.Generator]) -> State:
-        return {"B": [None] + [random_feedback(w.transpose(1, 2), generators)
-                               for w in weights[1:]]}
+    def init(self, weights: list[torch.Tensor], generators: list[torch.Generator],
+             layers=None) -> State:
+        return {"B": random_feedback(weights, generators, layers)}
 
     def b_step(self, b: torch.Tensor, s: Signals, l: int, step: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def feedback(self, state: State, s: Signals, m: list[torch.Tensor],
-                 steps: list[torch.Tensor], lr: torch.Tensor) -> State:
+                 steps: list[torch.Tensor], lr: torch.Tensor, decay=None) -> State:
         """B_l <- B_l - lr b_step(B_l) for every layer l >= 1; lr is (K, 1, 1)."""
         new_b = [None] + [b - lr * self.b_step(b, s, l, steps[l])
                           for l, b in enumerate(state["B"]) if l >= 1]
@@ -85,7 +86,7 @@ class KolenPollack(_LearnedFeedback):
         """B_l <- B_l - lr (step_l^T + d B_l), d = `decay` ((K, 1, 1) or a number): the total
         decay the substrate applied to W_l this step (lambda + weight decay); lambda if None."""
         d = self.decay if decay is None else decay
-        new_b = [None] + [b - lr * (steps[l].transpose(1, 2) + d * b)
+        new_b = [None] + [b - lr * (s.layers[l].as_feedback(steps[l]) + d * b)
                           for l, b in enumerate(state["B"]) if l >= 1]
         return {**state, "B": new_b}
 
@@ -108,15 +109,14 @@ class WeightMirror(_LearnedFeedback):
         "mirror_batch": Param(32, "noise samples per mirror phase", low=1, high=100_000),
     }
 
-    def feedback(self, state, s, m, steps, lr):
+    def feedback(self, state, s, m, steps, lr, decay=None):
         """Mirror phase, independent of the trainer's lr: B <- B + eta_B (x y^T/N - lambda_B B)."""
         new_b: list[torch.Tensor | None] = [None]
         for l in range(1, len(state["B"])):
-            b, w = state["B"][l], s.own_weights[l]
-            k, n_in = w.shape[0], w.shape[2]
-            x = normal(s.noise, k, (self.mirror_batch, n_in), w) * self.mirror_noise
-            y = torch.bmm(x, w.transpose(1, 2))
-            hebb = batch_mean_outer(x, y)  # (K, n_{l-1}, n_l) = mean x y^T
+            b, w, layer = state["B"][l], s.own_weights[l], s.layers[l]
+            shape = (self.mirror_batch, *layer.input_shape(w))
+            x = normal(s.noise, w.shape[0], shape, w) * self.mirror_noise
+            hebb = layer.feedback_gradient(x, layer.forward(x, w))  # mean x y^T, y = W x
             new_b.append(b + self.mirror_lr * (hebb - self.mirror_decay * b))
         return {**state, "B": new_b}
 
@@ -137,7 +137,7 @@ class SymmetricAlignment(_LearnedFeedback):
 
     def b_step(self, b, s, l, step):
         w = s.downstream_weights[l - 1]  # W_l
-        return 2 * self.alpha * b - self.beta * w.transpose(1, 2)
+        return 2 * self.alpha * b - self.beta * s.layers[l].as_feedback(w)
 
 
 @register
@@ -154,9 +154,10 @@ class ActivationAlignment(_LearnedFeedback):
                                  "targets B = W^T)", low=0.0, high=100.0)}
 
     def b_step(self, b, s, l, step):
-        x, w = s.pre[l], s.own_weights[l]
-        err = torch.bmm(x, 2 * self.alpha * b - self.beta * w.transpose(1, 2))  # (K, N, n_l)
-        return batch_mean_outer(x, err)  # Sigma_x (2 alpha B - beta W^T)
+        x, w, layer = s.pre[l], s.own_weights[l], s.layers[l]
+        grad_b = 2 * self.alpha * b - self.beta * layer.as_feedback(w)
+        err = layer.forward(x, layer.as_weight(grad_b))  # (2 alpha B - beta W^T)^T x, (K, N, n_l)
+        return layer.feedback_gradient(x, err)  # Sigma_x (2 alpha B - beta W^T)
 
 
 @register
@@ -182,6 +183,7 @@ class InformationAlignment(_LearnedFeedback):
         x, y = s.pre[l], s.post[l]
         if self.centered:
             x, y = x - x.mean(1, keepdim=True), y - y.mean(1, keepdim=True)
-        recon = torch.bmm(y, b.transpose(1, 2))  # B y, (K, N, n_{l-1})
-        grad = batch_mean_outer(self.beta * recon - self.alpha * x, y)
+        layer = s.layers[l]
+        recon = layer.send_back(y, b)  # B y, (K, N, n_{l-1})
+        grad = layer.feedback_gradient(self.beta * recon - self.alpha * x, y)
         return grad + self.gamma * b

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lrsim.config import parse
-from lrsim.train import train
+from lrsim.models.rate import train
 
 TARGETS = {"backprop": 0.95, "feedback_alignment": 0.90, "direct_feedback_alignment": 0.88,
            "sign_symmetry": 0.93}

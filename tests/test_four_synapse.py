@@ -9,11 +9,10 @@ import torch
 
 from lrsim.config import parse
 from lrsim.errors import ConfigError
-from lrsim.models.rate import RateNetwork
+from lrsim.models.rate import RateNetwork, train
 from lrsim.rules import rules
 from lrsim.rules.base import alignment_angles
 from lrsim.rules.four_synapse import diagonal_fraction
-from lrsim.train import train
 from tests.conftest import make_signals
 
 

@@ -108,8 +108,8 @@ def _experiment(steps: int, **observe):
 
 
 def _trained(steps: int, **observe):
-    from lrsim.analysis.observers import RateObserver
-    from lrsim.train import train
+    from lrsim.models.rate.observer import RateObserver
+    from lrsim.models.rate.train import train
 
     exp = _experiment(steps, **observe)
     obs = RateObserver(exp.observe)
@@ -137,14 +137,14 @@ def geometry_run():
     # seeds, same batches, so the same networks as at those time points
     _, before, _ = _trained(45, observables=["weights"])
     from lrsim.config import replicas
-    from lrsim.train import build
+    from lrsim.models.rate.train import build
 
-    _, init, _, _ = build(exp, replicas(exp), torch.device("cpu"), torch.float32)
+    _, init, _ = build(exp, replicas(exp), torch.device("cpu"), torch.float32)
     return exp, result, datasets, before, init
 
 
 def test_observer_geometry_matches_numpy_on_rebuilt_networks(geometry_run):
-    from lrsim.analysis.observers import RSA_PROBES
+    from lrsim.analysis.observer import RSA_PROBES
 
     exp, result, datasets, before, init = geometry_run
     probe = result.context.task.x_test[:exp.observe.probe_size].double().numpy()
@@ -184,3 +184,77 @@ def test_observer_geometry_views(geometry_run):
         # and makes two recordings of the same stimuli less alike
         rsa = ds["rsa_previous"].isel(time=slice(1, None))
         assert (rsa.sel(noise=1.0) < rsa.sel(noise=0.0)).all()
+
+
+def test_geometry_views_core_against_scipy():
+    """`GeometryViews.record` over three time points of made-up recordings: every value from
+    scipy / numpy on the same arrays (layer below of layer 1: the stimuli)."""
+    from lrsim.analysis.observer import RSA_PROBES, GeometryViews
+
+    rng = np.random.default_rng(6)
+    k, z, p, n_in = 2, 2, RSA_PROBES + 6, 5
+    widths = {(0, 0): 7, (0, 1): 3, (1, 0): 4, (1, 1): 2}
+    stim = rng.normal(size=(k, p, n_in))
+    gv = GeometryViews(GEOMETRY, k, 3, 2, 2, z)
+    seen = []
+    for t in range(3):
+        acts = {key: rng.normal(size=(k, z, p, u)) for key, u in widths.items()}
+        gv.record(t, acts, stim)
+        seen.append(acts)
+    n = RSA_PROBES
+    for t in range(3):
+        for (l, v), a in seen[t].items():
+            below = stim[:, None].repeat(z, 1) if l == 0 else seen[t][(l - 1, v)]
+            for i in range(k):
+                for j in range(z):
+                    x = a[i, j]
+                    lam = np.linalg.eigvalsh(np.cov(x, rowvar=False))
+                    assert gv.data["dimensionality"][i, t, l, v, j] == pytest.approx(
+                        lam.sum() ** 2 / (lam ** 2).sum() / x.shape[1], rel=1e-9)
+                    r = np.corrcoef(below[i, j], x, rowvar=False)[:below.shape[-1],
+                                                                  below.shape[-1]:]
+                    assert gv.data["coupling"][i, t, l, v, j] == pytest.approx(
+                        np.mean(r ** 2), rel=1e-9)
+                    assert gv.data["rsa_layer"][i, t, l, v, j] == pytest.approx(
+                        pearsonr(pdist(x[:n]), pdist(below[i, j][:n]))[0], rel=1e-9)
+                    if t == 0:
+                        assert np.isnan(gv.data["rsa_initial"][i, t, l, v, j])
+                        continue
+                    first, prev = seen[0][(l, v)][i, j], seen[t - 1][(l, v)][i, j]
+                    assert gv.data["rsa_initial"][i, t, l, v, j] == pytest.approx(
+                        pearsonr(pdist(x[:n]), pdist(first[:n]))[0], rel=1e-9)
+                    assert gv.data["rsa_previous"][i, t, l, v, j] == pytest.approx(
+                        pearsonr(pdist(x[:n]), pdist(prev[:n]))[0], rel=1e-9)
+    # other stimuli at every time point (spiking windows): no similarity across time
+    other = GeometryViews(GEOMETRY, k, 3, 2, 2, z, same_stimuli=False)
+    for t in range(3):
+        other.record(t, seen[t], stim)
+    assert np.isnan(other.data["rsa_initial"]).all() and np.isnan(other.data["rsa_previous"]).all()
+    np.testing.assert_allclose(other.data["rsa_layer"], gv.data["rsa_layer"])
+
+
+@pytest.mark.slow
+def test_spiking_runs_record_geometry():
+    """A tiny spiking run (Brian2, numpy target): the geometry of its trial-rate views."""
+    from lrsim.config import parse
+    from lrsim.experiment import run_experiment
+
+    exp = parse({"name": "geom-spiking", "substrate": "spiking", "seed": 1,
+                 "task": {"name": "digits"}, "model": {"hidden": [24]},
+                 "rule": {"name": "feedback_alignment"},
+                 "train": {"lr": 0.25, "steps": 6, "replicas": 1},
+                 "observe": {"points": 4, "units": [0, 8], "noise": [0.0, 0.5],
+                             "observables": ["weights", "activations", "activity_change",
+                                             *GEOMETRY]},
+                 "spiking": {"target": "numpy", "dt_ms": 0.2, "trial_ms": 40, "settle_ms": 10,
+                             "train_samples": 3, "eval_samples": 3, "w_init": 1.4, "eta": 1.5}})
+    ds = run_experiment(exp).datasets[0]
+    for o in GEOMETRY:
+        assert ds[o].dims == ("time", "layer", "units", "noise")
+    # windows hold other trials: no representational similarity across time
+    assert ds["rsa_initial"].isnull().all() and ds["rsa_previous"].isnull().all()
+    dim = ds["dimensionality"].values
+    assert np.isfinite(dim).any() and np.nanmax(dim) <= 1 + 1e-9 and np.nanmin(dim) > 0
+    assert np.nanmax(np.abs(ds["rsa_layer"].values)) <= 1 + 1e-9
+    assert np.nanmin(ds["coupling"].values) >= 0
+    assert np.nanmax(ds["coupling"].values) <= 1 + 1e-9

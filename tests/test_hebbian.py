@@ -10,9 +10,8 @@ import torch
 
 from lrsim.config import parse
 from lrsim.errors import ConfigError
-from lrsim.models.rate import RateNetwork
+from lrsim.models.rate import RateNetwork, train
 from lrsim.rules import rules
-from lrsim.train import train
 from tests.conftest import make_signals
 
 
@@ -106,7 +105,7 @@ def _numpy_forward(net: RateNetwork, x: np.ndarray) -> list[np.ndarray]:
 
 def _numpy_hebbian(name: str, y: np.ndarray, x: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Gradient-like Hebbian term of a hidden layer, -(<y x^T> - c), with theta = <y^2> for
-    BCM's first step (RULES.md)."""
+    BCM's first step (docs/rules.md)."""
     n = y.shape[1]
     if name == "bcm":
         y = y * (y - (y**2).mean(1, keepdims=True))

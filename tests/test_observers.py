@@ -10,12 +10,13 @@ import pytest
 import scipy.stats
 import torch
 
-from lrsim.analysis.observers import RateObserver, schedule_steps
+from lrsim.analysis.observer import schedule_steps
 from lrsim.analysis.stats import STAT_NAMES
 from lrsim.config import ObserveSpec, Replica, parse
 from lrsim.errors import ConfigError
 from lrsim.experiment import run_experiment
-from lrsim.train import train
+from lrsim.models.rate import train
+from lrsim.models.rate.observer import RateObserver
 
 torch.set_num_threads(1)
 

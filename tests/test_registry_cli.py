@@ -86,7 +86,7 @@ def test_lrsim_run_bad_input_is_one_line(tmp_path, text, message):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
 def test_cuda_matches_cpu_in_float64():
     from lrsim.config import parse
-    from lrsim.train import train
+    from lrsim.models.rate import train
 
     base = {"seed": 1, "dtype": "float64", "task": {"name": "gaussian_mixture"},
             "model": {"hidden": [32]}, "rule": {"name": "feedback_alignment"},

@@ -272,7 +272,8 @@ def cluster():
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None, silence_logs=logging.ERROR) as c, \
             Client(c) as client:
-        client.run(lambda: __import__("lrsim.train") and None)  # warm the workers' imports
+        # warm the workers' imports
+        client.run(lambda: __import__("lrsim.models.rate.train") and None)
         yield c, client
 
 

@@ -203,7 +203,7 @@ def test_regression_task_is_refused():
 
 def _cache_dir_here() -> str | None:
     from lrsim.config import SpikingSpec
-    from lrsim.models.spiking.run import brian_cache_dir
+    from lrsim.models.spiking.train import brian_cache_dir
 
     return brian_cache_dir(SpikingSpec())
 
@@ -212,7 +212,7 @@ def test_each_dask_worker_gets_its_own_brian_cache(monkeypatch, tmp_path):
     from distributed import Client, LocalCluster
 
     from lrsim.config import SpikingSpec
-    from lrsim.models.spiking.run import brian_cache_dir
+    from lrsim.models.spiking.train import brian_cache_dir
 
     monkeypatch.delenv("LRSIM_BRIAN_CACHE", raising=False)
     assert brian_cache_dir(SpikingSpec(cache_dir=str(tmp_path))) == str(tmp_path)

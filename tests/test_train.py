@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from lrsim.config import parse, replicas
+from lrsim.models.rate import train
 from lrsim.optimizers import optimizers
 from lrsim.rules import rules
-from lrsim.train import train
 from tests.conftest import make_signals
 
 
@@ -72,13 +72,13 @@ def test_update_is_lr_times_step_plus_decay():
     rep = replicas(exp)
     start = train(exp, rep)
     # rebuild the first batch independently and apply the equation
-    from lrsim.train import BatchSampler, build
+    from lrsim.models.rate.train import BatchSampler, build
 
-    task, net, rule, state = build(exp, rep, torch.device("cpu"), torch.float64)
+    task, net, learner = build(exp, rep, torch.device("cpu"), torch.float64)
     w0 = [w.clone() for w in net.weights]
     idx = BatchSampler(len(task.x_train), 16, [rep[0].seed], torch.device("cpu")).next()
     sig = make_signals(net, task.x_train[idx], task.y_train[idx], "cross_entropy")
-    grads = rule.update(state, sig)
+    grads = learner.rule.update(learner.rule_state, sig)
     for l, (g, _) in enumerate(grads):
         expected = w0[l] - 0.05 * (g + (0.5 + 0.1) * w0[l])
         torch.testing.assert_close(start.context.net.weights[l], expected)

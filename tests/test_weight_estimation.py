@@ -13,9 +13,9 @@ import torch
 
 from lrsim.cli import main as cli_main
 from lrsim.config import Replica, parse
+from lrsim.models.rate import train
 from lrsim.rules import rules
 from lrsim.rules.base import Signals
-from lrsim.train import train
 
 LEARNED = ["kolen_pollack", "weight_mirror", "symmetric_alignment", "activation_alignment",
            "information_alignment"]

@@ -32,15 +32,17 @@ and, every `batch_trials` trials, builds dense `Signals` (K = 1 replica, N = bat
 with rbar_c the mean rate of the readout pool of class c that neuron j belongs to: the output
 error is pool size x dL/dr_j of the reported loss L = 1/2 sum_c ((rbar_c - r*_c) / rate_scale)^2,
 and averaging the pool's spike counts makes it less noisy (`readout_error = "neuron"` uses r_j
-itself). It then applies the SAME update as the rate trainer (`lrsim.train`):
+itself). It then calls the SAME learning step as the rate trainer
+(`lrsim.models.step.LearningStep`) on these dense weights:
 
     m = rule.credit(state, s);  g = rule.plasticity(state, s, m);  steps = optimizer(g)
-    W <- W - lr (steps + (rule.decay + weight_decay) W);  state = rule.feedback(...)
+    W <- W (1 - lr d) - lr steps,  d = rule.decay + weight_decay;  state = rule.feedback(...)
 
-then gathers W at Brian2's synapse index arrays (j, i), clips it to [0, w_max] (Dale's sign)
-and writes it back. The substrate holds no rule-specific code: a rule that declares Brian2
-synapse equations (`synapse_model`, e.g. STDP) gets them installed on the plastic projections
-instead, and its weights change inside the simulation.
+with no biases (the network has none: a rule's bias terms are dropped), then gathers W at
+Brian2's synapse index arrays (j, i), clips it to [0, w_max] (Dale's sign) and writes it back.
+The substrate holds no rule-specific code: a rule that declares Brian2 synapse equations
+(`Rule.synapse_model`, e.g. STDP) gets them installed on the plastic projections instead, and
+its weights change inside the simulation.
 """
 
 from __future__ import annotations
@@ -54,13 +56,15 @@ import numpy as np
 import torch
 from brian2 import Hz, Quantity, ms, mV, second
 
+from lrsim.layers import dense_layers
 from lrsim.models.spiking.network import (
     NetworkParams,
     bernoulli_pairs,
     lif_group,
     static_synapses,
 )
-from lrsim.rules.base import Rule, Signals, State, feedback_takes_decay
+from lrsim.models.step import LearningStep
+from lrsim.rules.base import Rule, Signals, State
 
 FAN_IN_REF = 100  # a projection's PSP per unit W is w_unit * FAN_IN_REF / n_pre
 
@@ -97,7 +101,7 @@ class LearningParams:
 
 
 @dataclass
-class Layer:
+class Population:
     """One population of the task network as the bridge sees it."""
 
     name: str
@@ -179,19 +183,39 @@ class TaskNetwork:
         self._build()
         weights = [torch.as_tensor(pr.dense()).unsqueeze(0) for pr in self.projections]
         self.generators = [torch.Generator().manual_seed(int(seed))]
-        self.rule_state: State = rule.init(weights, self.generators)
-        self.opt_state = optimizer.init(weights)
-        self.synapse_rule = getattr(rule, "synapse_model", None) is not None
-        self.feedback_takes_decay = feedback_takes_decay(rule)
+        self.layer_kinds = dense_layers(len(weights))
+        self.learner = LearningStep(rule, optimizer, weights, None, self.layer_kinds,
+                                    self.generators, self.weight_decay)
+
+    @property
+    def rule_state(self) -> State:
+        return self.learner.rule_state
 
     # -- construction ------------------------------------------------------------------------
     def _build(self) -> None:
-        p, lp = self.p, self.lp
+        """The Brian2 network: input, hidden E/I layers, readout, plastic projections, the
+        readout's inhibition, monitors and the learning bridge (random draws in this order)."""
+        lp = self.lp
         b2.seed(self.seed)
         rng = np.random.default_rng([self.seed, 29])
-        period = lp.trial
         gate = "(t - trial_period * floor(t / trial_period)) >= settle"
-        ns_gate = {"trial_period": period, "settle": lp.settle}
+        ns_gate = {"trial_period": lp.trial, "settle": lp.settle}
+        objects: list = []
+        static: list = []
+        self._build_input(gate, ns_gate, objects)
+        self._build_hidden(rng, gate, ns_gate, objects, static)
+        readout = self._build_readout(rng, gate, ns_gate, objects, static)
+        self._build_projections(rng, objects, static)
+        self._build_readout_inhibition(rng, readout, static)
+        self._build_monitors()
+        operation = b2.NetworkOperation(self._end_of_trial, dt=lp.trial, when="start",
+                                        name="learning_bridge")
+        self.network = b2.Network(*objects, *static, *self.spike_monitors.values(),
+                                  *self.current_monitors.values(), operation)
+
+    def _build_input(self, gate: str, ns_gate: dict, objects: list) -> None:
+        """Poisson input neurons, rate = input_rate x the trial's stimulus pixel."""
+        lp = self.lp
         stim = b2.TimedArray(self.schedule.stimuli, dt=lp.trial, name="stimulus")
         n_in = self.sizes[0]
         inp = b2.NeuronGroup(
@@ -199,10 +223,14 @@ class TaskNetwork:
             threshold="rand() < rate * dt", reset=f"count += int({gate})",
             namespace={"input_rate": lp.input_rate, "stimulus": stim, **ns_gate},
             name="input")
-        self.layers: list[Layer] = [Layer("input", inp, n_in)]
+        self.populations: list[Population] = [Population("input", inp, n_in)]
+        objects.append(inp)
+
+    def _build_hidden(self, rng: np.random.Generator, gate: str, ns_gate: dict,
+                      objects: list, static: list) -> None:
+        """The balanced E/I hidden layers with their recurrent synapses and external drive."""
+        p, lp = self.p, self.lp
         self.inhibitory: list[b2.NeuronGroup] = []
-        objects: list = [inp]
-        static: list = []
         self.istdp_synapses: list[b2.Synapses] = []
         self.hidden_params: list[NetworkParams] = []
         for h, n_e in enumerate(self.sizes[1:], start=1):
@@ -214,7 +242,7 @@ class TaskNetwork:
             exc = lif_group(n_e, hp, f"hidden{h}_exc", counter=gate, rng=rng,
                             extra_namespace=ns_gate)
             inh = lif_group(hp.n_i, hp, f"hidden{h}_inh", rng=rng)
-            self.layers.append(Layer(f"layer{h}", exc, n_e))
+            self.populations.append(Population(f"layer{h}", exc, n_e))
             self.inhibitory.append(inh)
             objects += [exc, inh]
             for s_name, src, jump, var in (("e", exc, hp.jump_e, "I_e"),
@@ -232,23 +260,34 @@ class TaskNetwork:
             for grp in (exc, inh):
                 static.append(b2.PoissonInput(grp, "I_e", N=hp.n_external, rate=hp.nu_ext,
                                               weight=hp.jump_e))
-        n_out = self.n_classes * lp.readout_pool
+
+    def _build_readout(self, rng: np.random.Generator, gate: str, ns_gate: dict,
+                       objects: list, static: list) -> b2.NeuronGroup:
+        """The readout: `readout_pool` LIF neurons per class with external drive."""
+        p = self.p
+        n_out = self.n_classes * self.lp.readout_pool
         readout = lif_group(n_out, p, "readout", counter=gate, rng=rng, extra_namespace=ns_gate)
-        self.layers.append(Layer("readout", readout, n_out))
+        self.populations.append(Population("readout", readout, n_out))
         objects.append(readout)
         static.append(b2.PoissonInput(readout, "I_e", N=p.n_external, rate=p.nu_ext,
                                       weight=p.jump_e))
-        # plastic feedforward projections E_{l-1} -> E_l, static feedforward inhibition
+        return readout
+
+    def _build_projections(self, rng: np.random.Generator, objects: list,
+                           static: list) -> None:
+        """Plastic feedforward projections E_{l-1} -> E_l (with the rule's synapse equations
+        where it declares them) and static feedforward inhibition E_{l-1} -> I_l."""
+        p, lp = self.p, self.lp
         self.projections: list[Projection] = []
-        model = getattr(self.rule, "synapse_model", None)
-        for l in range(1, len(self.layers)):
-            pre, post = self.layers[l - 1], self.layers[l]
+        spec = self.rule.synapse_model(w_max=lp.w_max, lr=self.lr)
+        self.synapse_rule = spec is not None  # the rule learns inside the simulation
+        for l in range(1, len(self.populations)):
+            pre, post = self.populations[l - 1], self.populations[l]
             # fan-in scaled: W = 1 on all n_pre synapses gives the drive of w_unit on 100
             jump_unit = lp.w_unit * (FAN_IN_REF / pre.n) * p.tau_m / p.tau_e
             pairs = bernoulli_pairs(pre.n, post.n, lp.p_ff, rng)
             ns = {"jump_unit": jump_unit, "w_max": lp.w_max}
-            if model is not None:
-                spec = model(w_max=lp.w_max, lr=self.lr)
+            if spec is not None:
                 syn = b2.Synapses(pre.group, post.group, model="w : 1\n" + spec["model"],
                                   on_pre="I_e_post += w * jump_unit\n" + spec["on_pre"],
                                   on_post=spec["on_post"], delay=p.delay,
@@ -263,49 +302,53 @@ class TaskNetwork:
             self.projections.append(Projection(f"layer{l}", syn, pairs[0], pairs[1],
                                                pre.n, post.n))
             objects.append(syn)
-            if l < len(self.layers) - 1:  # feedforward inhibition: E_{l-1} -> I_l
+            if l < len(self.populations) - 1:  # feedforward inhibition: E_{l-1} -> I_l
                 inh = self.inhibitory[l - 1]
                 ipairs = bernoulli_pairs(pre.n, len(inh), lp.p_ff, rng)
                 static.append(static_synapses(pre.group, inh, ipairs, "I_e",
                                               lp.w_init * jump_unit, p.delay,
                                               f"ffi{l}"))
-        if self.inhibitory:  # the readout's inhibition from the last hidden I population
-            inh = self.inhibitory[-1]
-            hp = self.hidden_params[-1]
-            pairs = bernoulli_pairs(len(inh), n_out, hp.epsilon, rng)
-            if lp.istdp and lp.readout_istdp:
-                syn = self._istdp(inh, readout, pairs, hp, "readout_inh",
-                                  rate=self.mean_target_rate(), w0=self.readout_inhibition(),
-                                  eta=lp.readout_istdp_eta)
-                self.istdp_synapses.append(syn)
-                static.append(syn)
-            else:
-                static.append(static_synapses(inh, readout, pairs, "I_i",
-                                              self.readout_inhibition() * hp.jump_i, p.delay,
-                                              "readout_inh"))
-        # monitors: spikes of every population, currents of the hidden E populations
+
+    def _build_readout_inhibition(self, rng: np.random.Generator, readout: b2.NeuronGroup,
+                                  static: list) -> None:
+        """The readout's inhibition from the last hidden I population (plastic towards the
+        mean target rate with `readout_istdp`)."""
+        if not self.inhibitory:
+            return
+        p, lp = self.p, self.lp
+        inh = self.inhibitory[-1]
+        hp = self.hidden_params[-1]
+        pairs = bernoulli_pairs(len(inh), len(readout), hp.epsilon, rng)
+        if lp.istdp and lp.readout_istdp:
+            syn = self._istdp(inh, readout, pairs, hp, "readout_inh",
+                              rate=self.mean_target_rate(), w0=self.readout_inhibition(),
+                              eta=lp.readout_istdp_eta)
+            self.istdp_synapses.append(syn)
+            static.append(syn)
+        else:
+            static.append(static_synapses(inh, readout, pairs, "I_i",
+                                          self.readout_inhibition() * hp.jump_i, p.delay,
+                                          "readout_inh"))
+
+    def _build_monitors(self) -> None:
+        """Spikes of every population (but the input), currents of the hidden E populations."""
+        lp = self.lp
         self.spike_monitors: dict[str, b2.SpikeMonitor] = {}
         self.current_monitors: dict[str, b2.StateMonitor] = {}
         self.population_sizes: dict[str, int] = {}
-        pops = [(ly.name if ly.name != "input" else "input", ly.group) for ly in self.layers]
+        pops = [(ly.name, ly.group) for ly in self.populations[1:]]
         pops += [(f"layer{h}_inh", g) for h, g in enumerate(self.inhibitory, start=1)]
         for name, grp in pops:
-            if name == "input":
-                continue
             n_rec = min(len(grp), lp.record_spikes)
             key = name if name.endswith("_inh") or name == "readout" else f"{name}_exc"
             self.spike_monitors[key] = b2.SpikeMonitor(grp[:n_rec], name=f"spikes_{key}")
             self.population_sizes[key] = n_rec
-        for h, ly in enumerate(self.layers[1:-1], start=1):
+        for h, ly in enumerate(self.populations[1:-1], start=1):
             if lp.record_currents:
                 self.current_monitors[f"layer{h}_exc"] = b2.StateMonitor(
                     ly.group, ["I_e", "I_i"],
                     record=np.arange(min(ly.n, lp.record_currents)), dt=lp.current_dt,
                     name=f"currents_layer{h}")
-        operation = b2.NetworkOperation(self._end_of_trial, dt=lp.trial, when="start",
-                                        name="learning_bridge")
-        self.network = b2.Network(*objects, *static, *self.spike_monitors.values(),
-                                  *self.current_monitors.values(), operation)
 
     def mean_target_rate(self) -> Quantity:
         """The readout's mean target rate over classes, (r_target + (C - 1) r_rest) / C: the
@@ -377,7 +420,7 @@ class TaskNetwork:
     def _read_rates(self) -> list[np.ndarray]:
         window = float((self.lp.trial - self.lp.settle) / second)
         out = []
-        for ly in self.layers:
+        for ly in self.populations:
             out.append(np.asarray(ly.group.count[:], float) / window)
             ly.group.count[:] = 0
         return out
@@ -420,7 +463,7 @@ class TaskNetwork:
         def stack(l: int) -> torch.Tensor:
             return torch.as_tensor(np.stack([b[0][l] for b in batch])).unsqueeze(0)
 
-        acts = [stack(l) for l in range(len(self.layers))]
+        acts = [stack(l) for l in range(len(self.populations))]
         target = torch.as_tensor(np.stack([b[1] for b in batch])).unsqueeze(0)
         weights = [torch.as_tensor(pr.dense()).unsqueeze(0) for pr in self.projections]
         post = acts[1:]
@@ -431,30 +474,24 @@ class TaskNetwork:
         return Signals(pre=acts[:-1], post=post, derivative=[torch.ones_like(h) for h in post],
                        output_error=out - target, target=target, own_weights=weights,
                        downstream_weights=weights[1:],
-                       noise=torch.Generator().manual_seed(self.seed + 7919 + self.n_updates))
+                       noise=torch.Generator().manual_seed(self.seed + 7919 + self.n_updates),
+                       layers=self.layer_kinds)
 
     def _update(self) -> None:
-        """One weight update from the batch of trials (the bridge step of the module docstring)."""
+        """One weight update from the batch of trials (the bridge step of the module docstring):
+        the learning step on dense copies of W, written back clipped to [0, w_max]; a
+        non-finite W stops the writes and freezes learning (diverged)."""
         full = self.signals(self._batch)
-        sig = full.restrict(self.rule.signals)
-        m = self.rule.credit(self.rule_state, sig)
-        grads = self.rule.plasticity(self.rule_state, sig, m)
-        steps, self.opt_state = self.optimizer.transform([g for g, _ in grads], self.opt_state)
         lr = torch.full((1, 1, 1), self.lr, dtype=torch.float64)
-        decay = float(self.rule.decay) + self.weight_decay
-        ok = True
-        for pr, w, step in zip(self.projections, full.own_weights, steps):
-            new = (w - lr * (step + decay * w))[0].numpy()
+        self.learner.step(full, full.own_weights, None, lr)
+        for pr, w in zip(self.projections, full.own_weights):
+            new = w[0].numpy()
             if not np.all(np.isfinite(new)):
-                ok = False
+                if self.diverged_step is None:
+                    self.diverged_step = self.n_updates
+                self.lr = 0.0
                 break
             pr.write(new, self.lp.w_max)
-        if not ok:
-            if self.diverged_step is None:
-                self.diverged_step = self.n_updates
-            self.lr = 0.0
-        kw = {"decay": decay} if self.feedback_takes_decay else {}
-        self.rule_state = self.rule.feedback(self.rule_state, sig, m, steps, lr, **kw)
 
     def weights(self) -> list[np.ndarray]:
         """Dense W_l of every plastic projection."""

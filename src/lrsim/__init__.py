@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("lrsim")
-except PackageNotFoundError:  # running from a source tree without installation
-    __version__ = "0.0.0+local"
-
-from lrsim.errors import ConfigError, LrsimError  # noqa: E402
+from lrsim.errors import ConfigError, LrsimError
+from lrsim.version import __version__
 
 
 def open_scan(path):  # noqa: ANN001, ANN201
@@ -19,4 +13,12 @@ def open_scan(path):  # noqa: ANN001, ANN201
     return _open(path)
 
 
-__all__ = ["ConfigError", "LrsimError", "__version__", "open_scan"]
+def __getattr__(name: str):  # noqa: ANN202 - lazy submodules (matplotlib loads on first use)
+    if name == "plot":
+        import importlib
+
+        return importlib.import_module("lrsim.plot")
+    raise AttributeError(f"module 'lrsim' has no attribute {name!r}")
+
+
+__all__ = ["ConfigError", "LrsimError", "__version__", "open_scan", "plot"]

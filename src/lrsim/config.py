@@ -18,7 +18,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from lrsim.contract import OBSERVABLES, check_observables, check_stats
 from lrsim.errors import ConfigError
+from lrsim.models.tasks import tasks
+from lrsim.optimizers import optimizers
+from lrsim.rules import rules
 
 
 class _Strict(BaseModel):
@@ -72,21 +76,19 @@ class TrainSpec(_Strict):
     eps: float = Field(1e-8, gt=0, le=1)
 
     def optimizer_params(self) -> dict[str, Any]:
-        from lrsim.optimizers import optimizers
-
         declared = optimizers.entry(self.optimizer).params
         return {k: getattr(self, k) for k in declared}
 
 
 class ObserveSpec(_Strict):
-    """What the observers record (see `lrsim.analysis.observers`)."""
+    """What the observers record (`lrsim.analysis.observer`; names from `lrsim.contract`)."""
 
     enabled: bool = True
     every: int | None = Field(None, ge=1)
     schedule: Literal["linear", "log"] = "linear"
     points: int = Field(21, ge=2, le=100_000)
     observables: list[str] = Field(
-        default_factory=lambda: ["weights", "activations", "activity_change"])
+        default_factory=lambda: list(OBSERVABLES))
     stats: list[str] | None = None  # None = all
     units: list[int] = Field(default_factory=lambda: [0])
     noise: list[float] = Field(default_factory=lambda: [0.0])
@@ -113,21 +115,14 @@ class ObserveSpec(_Strict):
     @field_validator("observables")
     @classmethod
     def _observables(cls, v: list[str]) -> list[str]:
-        from lrsim.analysis.observers import OBSERVABLES
-
-        bad = [o for o in v if o not in OBSERVABLES]
-        if bad:
-            raise ValueError(f"unknown observable(s) {', '.join(map(repr, bad))}; allowed: "
-                             f"{', '.join(OBSERVABLES)}")
-        if len(set(v)) != len(v):
-            raise ValueError("lists an observable twice")
-        return v
+        try:
+            return check_observables(v)
+        except ConfigError as err:
+            raise ValueError(str(err)) from None
 
     @field_validator("stats")
     @classmethod
     def _stats(cls, v: list[str] | None) -> list[str] | None:
-        from lrsim.analysis.stats import check_stats
-
         if v is None:
             return v
         try:
@@ -242,10 +237,6 @@ def parse(data: dict[str, Any], source: str = "experiment") -> Experiment:
 
 def validate_registries(exp: Experiment, source: str = "experiment") -> Experiment:
     """Check names and hyperparameters against the registries and fill in their defaults."""
-    from lrsim.models.tasks import tasks
-    from lrsim.optimizers import optimizers
-    from lrsim.rules import rules
-
     try:
         entry = rules.entry(exp.rule.name)
         rule_params = rules.resolve(exp.rule.name, exp.rule.params)

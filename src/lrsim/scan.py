@@ -393,32 +393,14 @@ def _write(ds: Any, out: Path) -> Path:
 def _summary_dataset(summary: dict[str, Any], exp: Experiment, run: RunSpec) -> Any:
     """The run file when the run recorded no trajectory (observe disabled, or no observer):
     final loss and accuracy at the last step, with the contract's attributes."""
-    import xarray as xr
-
-    from lrsim import __version__
+    from lrsim.analysis.observer import final_dataset
     from lrsim.rules import rules
 
-    def num(x: Any) -> float:
-        return float("nan") if x is None else float(x)
-
-    ds = xr.Dataset(
-        {"loss": ("time", [num(summary.get("final_loss"))]),
-         "test_accuracy": ("time", [num(summary.get("test_accuracy"))])},
-        coords={"step": ("time", [exp.train.steps])})
-    ds.attrs.update({
-        "rule": exp.rule.name, "rule_family": rules.entry(exp.rule.name).info["family"],
-        "optimizer": exp.train.optimizer, "batch_size": exp.train.batch_size,
-        "steps": exp.train.steps, "task": exp.task.name, "activation": exp.model.activation,
-        "architecture": "-".join(str(h) for h in exp.model.hidden),
-        "substrate": exp.substrate, "replica": 0, "lrsim_version": __version__,
-        "status": summary["status"],
-        "diverged_step": -1 if summary.get("diverged_step") is None
-        else int(summary["diverged_step"]),
-        "final_loss": num(summary.get("final_loss")),
-        "test_accuracy": num(summary.get("test_accuracy")),
-        **{f"rule_{k}": v for k, v in exp.rule.params.items()
-           if isinstance(v, str | int | float) and not isinstance(v, bool)}})
-    return ds
+    return final_dataset(exp, run.replica(), 0,
+                         rule_family=rules.entry(exp.rule.name).info["family"],
+                         status=summary["status"], diverged_step=summary.get("diverged_step"),
+                         final_loss=summary.get("final_loss"),
+                         test_accuracy=summary.get("test_accuracy"))
 
 
 def _stamp(ds: Any, run: RunSpec) -> None:
@@ -618,7 +600,7 @@ class _Manifest:
 
 
 def _version() -> str:
-    from lrsim import __version__
+    from lrsim.version import __version__
 
     return __version__
 

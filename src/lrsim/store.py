@@ -10,8 +10,9 @@
                                attribute named like a variable, `test_accuracy`, becomes
                                `final_test_accuracy`)
 
-Files are netCDF-4 (HDF5) written with the h5netcdf engine; attribute values are made
-netCDF-safe (str / int / float). Unreadable files are never silently dropped: `open_scan`
+Files are netCDF-4 (HDF5) written with the h5netcdf engine; what a run file holds is the
+run-file contract (`lrsim.contract`); attribute values are made netCDF-safe (str / int / float,
+`lrsim.contract.netcdf_safe`). Unreadable files are never silently dropped: `open_scan`
 raises `LrsimError` naming them (or, with errors="report", warns and lists them in the result's
 `unreadable` attribute); leftover temporary files of unfinished writes are reported the same way
 in `incomplete`.
@@ -29,6 +30,7 @@ from typing import Any, Literal
 import numpy as np
 import xarray as xr
 
+from lrsim.contract import netcdf_safe
 from lrsim.errors import LrsimError
 from lrsim.outdir import temporary_name
 
@@ -49,22 +51,6 @@ READ_ENGINE = _read_engine()
 SUFFIX = ".nc"
 TMP_MARK = ".tmp-"
 _ID = re.compile(r"^[A-Za-z0-9_.-]+$")
-
-
-def netcdf_safe(value: Any) -> str | int | float:
-    """An attribute value netCDF can hold: str, int or float (bool -> int, None -> "",
-    anything else -> JSON)."""
-    if isinstance(value, bool | np.bool_):
-        return int(value)
-    if isinstance(value, int | np.integer):
-        return int(value)
-    if isinstance(value, float | np.floating):
-        return float(value)
-    if isinstance(value, str):
-        return value
-    if value is None:
-        return ""
-    return json.dumps(value, sort_keys=True, default=str)
 
 
 def _tmp_files(directory: Path) -> list[Path]:

@@ -10,10 +10,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from lrsim.contract import LABELS
 from lrsim.errors import ConfigError
 from lrsim.outdir import check_claim
-
-LABELS = ("rule", "rule_family", "optimizer")
 
 
 def add(sub: argparse._SubParsersAction) -> None:

@@ -1,8 +1,9 @@
 """Batched rate networks: K multilayer perceptrons with one architecture, trained together.
 
 Layer l computes z_l = W_l h_{l-1} + b_l and h_l = f(z_l) (the output layer is linear:
-h_L = z_L). Every tensor has a leading replica axis K: W_l is (K, n_l, n_{l-1}) and activity is
-(K, N, n_l), so one `bmm` runs all K networks. Replica k is initialised from its own seed,
+h_L = z_L), through its layer kind (`lrsim.layers.Dense`, the interface rules also use). Every
+tensor has a leading replica axis K: W_l is (K, n_l, n_{l-1}) and activity is (K, N, n_l), so
+one `bmm` runs all K networks. Replica k is initialised from its own seed,
 W_l ~ N(0, (s_k g)^2 / n_{l-1}) with g the activation's gain (sqrt 2 for relu), s_k its init
 scale, so a replica does not depend on which others share its batch.
 """
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+from lrsim.layers import Layer, dense_layers
 
 ACTIVATIONS: dict[str, tuple[Callable[[Tensor], Tensor], Callable[[Tensor, Tensor], Tensor], float]]
 ACTIVATIONS = {
@@ -81,28 +84,47 @@ class RateNetwork:
             self.biases.append(torch.zeros(self.K, n_out, dtype=dtype, device=self.device))
         # generators continue to be used by rules (feedback matrices) after the weights
         self.generators = gens
+        self.layers: list[Layer] = dense_layers(len(self.weights))
 
     @property
     def n_layers(self) -> int:
         return len(self.weights)
 
+    @property
+    def parameters(self) -> tuple[list[Tensor], list[Tensor] | None]:
+        """(weights, biases) as the learning step updates them; biases None without bias."""
+        return self.weights, (self.biases if self.bias else None)
+
+    def _layer(self, l: int, h: Tensor) -> tuple[Tensor, Tensor]:
+        """(z_l, h_l) of layer l from its input h."""
+        b = self.biases[l] if self.bias else None
+        z = self.layers[l].forward(h, self.weights[l], b)
+        return z, (z if l == self.n_layers - 1 else self.f(z))
+
     def forward(self, x: Tensor) -> Forward:
         """x: (K, N, n_in) -> per-layer activity, each (K, N, n_l)."""
         pre, zs, posts, ders = [], [], [], []
         h = x
-        for l, (w, b) in enumerate(zip(self.weights, self.biases)):
+        for l in range(self.n_layers):
             pre.append(h)
-            z = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2)) if self.bias \
-                else torch.bmm(h, w.transpose(1, 2))
-            last = l == self.n_layers - 1
-            h = z if last else self.f(z)
+            z, h = self._layer(l, h)
             zs.append(z)
             posts.append(h)
-            ders.append(torch.ones_like(z) if last else self.fprime(z, h))
+            ders.append(torch.ones_like(z) if l == self.n_layers - 1 else self.fprime(z, h))
         return Forward(pre, zs, posts, ders)
 
+    def activity(self, x: Tensor) -> list[Tensor]:
+        """h_l of every layer (the output linear), (K, N, n_l) each: `forward` without the
+        derivatives."""
+        out, h = [], x
+        for l in range(self.n_layers):
+            _, h = self._layer(l, h)
+            out.append(h)
+        return out
+
     def output(self, x: Tensor) -> Tensor:
-        """Output pre-activation z_L only (no per-layer bookkeeping)."""
+        """Output pre-activation z_L only (no per-layer bookkeeping; the bias is added after
+        the product, not fused as in `forward`: the figures of `train.evaluate`)."""
         h = x
         for l, (w, b) in enumerate(zip(self.weights, self.biases)):
             h = torch.bmm(h, w.transpose(1, 2))

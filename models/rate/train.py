@@ -1,12 +1,12 @@
-"""Training K rate networks at once: the rate substrate's loop around a rule.
+"""Training K rate networks at once: the rate substrate's loop around the learning step.
 
 One step, for all replicas in the same kernels:
-    forward -> Signals -> m = rule.credit -> g = rule.plasticity -> steps = optimizer(g)
-    -> W <- W - lr_k (step + (lambda_rule + weight_decay_k) W),  b <- b - lr_k step_b
-    -> rule.feedback (learned B; a rule whose `feedback` takes `decay` gets lambda_rule +
-       weight_decay_k, the decay W got, so that B can share it: Kolen-Pollack)
+    minibatch (per replica) -> forward -> Signals -> `LearningStep.step` (credit, plasticity,
+    optimizer, W <- W (1 - lr_k d_k) - lr_k step with d_k = lambda_rule + weight_decay_k,
+    b <- b - lr_k step_b, rule.feedback with the decay W got)
 A replica whose loss turns non-finite is marked diverged at that step and frozen (lr = 0); the
-others go on. Observers are called at the steps they ask for (see `Observer`).
+others go on. Observers are called at the steps they ask for (see `Observer`);
+`lrsim.models.rate.observer.RateObserver` records the trajectory format.
 """
 
 from __future__ import annotations
@@ -20,20 +20,14 @@ from torch import Tensor
 
 from lrsim.config import Experiment, Replica
 from lrsim.config import replicas as default_replicas
+from lrsim.contract import finite_or_none
 from lrsim.errors import LrsimError
-from lrsim.experiment import finite_or_none
-from lrsim.models.rate import RateNetwork, loss_and_error
+from lrsim.models.rate.network import RateNetwork, loss_and_error
+from lrsim.models.step import LearningStep
 from lrsim.models.tasks import Task, tasks
 from lrsim.optimizers import optimizers
 from lrsim.rules import rules
-from lrsim.rules.base import (
-    ReplicaNoise,
-    Rule,
-    Signals,
-    State,
-    alignment_angles,
-    feedback_takes_decay,
-)
+from lrsim.rules.base import ReplicaNoise, Rule, Signals, State, alignment_angles
 
 DIVERGENCE_CHECK_EVERY = 25  # steps between host syncs that look for non-finite losses
 
@@ -61,6 +55,7 @@ class TrainContext:
     dtype: torch.dtype
     diverged_step: list[int | None]
     batch_loss: Tensor | None = None  # (K,) loss of the latest training batch
+    learner: LearningStep | None = None
 
 
 class Observer(Protocol):
@@ -126,8 +121,10 @@ class BatchSampler:
         return self._perm[:, i * self.b:(i + 1) * self.b]
 
 
-def build(exp: Experiment, reps: list[Replica], device: torch.device, dtype: torch.dtype):
-    """Task (on device), network, rule and its state for a batch of replicas."""
+def build(exp: Experiment, reps: list[Replica], device: torch.device, dtype: torch.dtype
+          ) -> tuple[Task, RateNetwork, LearningStep]:
+    """Task (on device), network and learning step (rule, optimizer, their states) for a batch
+    of replicas."""
     task = tasks.create(exp.task.name, **exp.task.params)
     for name in ("x_train", "y_train", "x_test", "y_test"):
         setattr(task, name, getattr(task, name).to(device=device, dtype=dtype))
@@ -137,8 +134,11 @@ def build(exp: Experiment, reps: list[Replica], device: torch.device, dtype: tor
                       init_scale=torch.tensor([r.init_scale for r in reps]),
                       dtype=dtype, device=device)
     rule = rules.create(exp.rule.name, **exp.rule.params)
-    state = rule.init(net.weights, net.generators)
-    return task, net, rule, state
+    opt = optimizers.create(exp.train.optimizer, **exp.train.optimizer_params())
+    wd = torch.tensor([r.weight_decay for r in reps], dtype=dtype, device=device).view(-1, 1, 1)
+    weights, biases = net.parameters
+    learner = LearningStep(rule, opt, weights, biases, net.layers, net.generators, wd)
+    return task, net, learner
 
 
 def evaluate(net: RateNetwork, task: Task, x: Tensor, y: Tensor, labels: Tensor | None,
@@ -168,80 +168,82 @@ def train(exp: Experiment, reps: list[Replica] | None = None,
     reps = reps or default_replicas(exp)
     device = resolve_device(exp.device)
     dtype = torch.float64 if exp.dtype == "float64" else torch.float32
-    task, net, rule, state = build(exp, reps, device, dtype)
-    opt = optimizers.create(exp.train.optimizer, **exp.train.optimizer_params())
-    params = net.weights + net.biases
-    opt_state = opt.init(params)
+    task, net, learner = build(exp, reps, device, dtype)
+    ctx = TrainContext(exp, task, net, learner.rule, learner.rule_state, reps, device, dtype,
+                       [None] * len(reps), learner=learner)
+    schedule = _start_observers(observers or [], ctx)
     lr = torch.tensor([r.lr for r in reps], dtype=dtype, device=device).view(-1, 1, 1)
-    wd = torch.tensor([r.weight_decay for r in reps], dtype=dtype, device=device).view(-1, 1, 1)
-    decay = wd + float(rule.decay)
-    has_decay = bool((decay != 0).any())
-    feedback_kw = {"decay": decay} if feedback_takes_decay(rule) else {}
     sampler = BatchSampler(len(task.x_train), exp.train.batch_size, [r.seed for r in reps], device)
     noise = ReplicaNoise([r.seed for r in reps])
-    L = net.n_layers
-    ctx = TrainContext(exp, task, net, rule, state, reps, device, dtype, [None] * len(reps))
-    observers = list(observers or [])
-    schedule: dict[int, list[Observer]] = {}
-    for ob in observers:
-        ob.start(ctx)
-        for s in ob.steps(exp.train.steps):
-            schedule.setdefault(s, []).append(ob)
     first_bad = torch.full((len(reps),), -1, dtype=torch.long, device=device)
-
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=exp.train.steps, desc=f"{exp.rule.name} x{len(reps)}", unit="step",
-                   mininterval=0.5, leave=False)
+    bar = _progress_bar(exp, len(reps)) if progress else None
     for step in range(exp.train.steps + 1):
         if step % DIVERGENCE_CHECK_EVERY == 0 or step in schedule or step == exp.train.steps:
             _mark_divergence(ctx, first_bad, lr, step)
         for ob in schedule.get(step, ()):
-            ctx.rule_state = state
             ob.record(step, ctx)
         if step == exp.train.steps:
             break
-        idx = sampler.next()
-        x, t = task.x_train[idx], task.y_train[idx]
-        fw = net.forward(x)
-        loss, e = loss_and_error(fw.z[-1], t, task.loss)
-        ctx.batch_loss = loss
-        bad = ~torch.isfinite(loss)
-        first_bad = torch.where(bad & (first_bad < 0), torch.full_like(first_bad, step), first_bad)
-        sig = Signals(pre=fw.pre, post=fw.post, derivative=fw.derivative, output_error=e,
-                      target=t, own_weights=net.weights, downstream_weights=net.weights[1:],
-                      noise=noise).restrict(rule.signals)
-        m = rule.credit(state, sig)
-        grads = rule.plasticity(state, sig, m)
-        steps, opt_state = opt.transform([g for g, _ in grads] + [g for _, g in grads], opt_state)
-        for l in range(L):
-            # W <- W - lr (step + decay W), as W (1 - lr decay) - lr step: two passes over W
-            if has_decay:
-                net.weights[l].mul_(1 - lr * decay)
-            net.weights[l].addcmul_(lr, steps[l], value=-1)
-            if net.bias:
-                net.biases[l] -= lr[:, :, 0] * steps[L + l]
-        state = rule.feedback(state, sig, m, steps[:L], lr, **feedback_kw)
-        ctx.rule_state = state
+        _train_step(ctx, sampler.next(), noise, lr, first_bad, step)
         if bar is not None:
             bar.update(1)
     if bar is not None:
         bar.close()
+    return _result(ctx)
 
+
+def _start_observers(observers: list[Observer], ctx: TrainContext) -> dict[int, list[Observer]]:
+    """Start every observer; the steps at which each records."""
+    schedule: dict[int, list[Observer]] = {}
+    for ob in observers:
+        ob.start(ctx)
+        for s in ob.steps(ctx.exp.train.steps):
+            schedule.setdefault(s, []).append(ob)
+    return schedule
+
+
+def _progress_bar(exp: Experiment, k: int) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=exp.train.steps, desc=f"{exp.rule.name} x{k}", unit="step",
+                mininterval=0.5, leave=False)
+
+
+def _train_step(ctx: TrainContext, idx: Tensor, noise: ReplicaNoise, lr: Tensor,
+                first_bad: Tensor, step: int) -> None:
+    """Forward on the minibatch `idx` (K, B), note non-finite losses, one learning step."""
+    net, task, learner = ctx.net, ctx.task, ctx.learner
+    x, t = task.x_train[idx], task.y_train[idx]
+    fw = net.forward(x)
+    loss, e = loss_and_error(fw.z[-1], t, task.loss)
+    ctx.batch_loss = loss
+    bad = ~torch.isfinite(loss)
+    first_bad.copy_(torch.where(bad & (first_bad < 0), torch.full_like(first_bad, step),
+                                first_bad))
+    weights, biases = net.parameters
+    sig = Signals(pre=fw.pre, post=fw.post, derivative=fw.derivative, output_error=e,
+                  target=t, own_weights=weights, downstream_weights=weights[1:],
+                  noise=noise, layers=net.layers)
+    learner.step(sig, weights, biases, lr)
+    ctx.rule_state = learner.rule_state
+
+
+def _result(ctx: TrainContext) -> TrainResult:
+    """Final figures on the whole training and test sets; a diverged replica has none."""
+    net, task = ctx.net, ctx.task
     train_loss, _ = evaluate(net, task, task.x_train, task.y_train, task.labels_train)
     test_loss, test_acc = evaluate(net, task, task.x_test, task.y_test, task.labels_test)
     status = ["diverged" if d is not None else "ok" for d in ctx.diverged_step]
-    align = alignment_angles(rule, state, net.weights).numpy()
+    align = alignment_angles(ctx.rule, ctx.rule_state, net.weights, net.layers).numpy()
     final = [train_loss.cpu().numpy(), test_loss.cpu().numpy(),
              None if test_acc is None else test_acc.cpu().numpy()]
     for k, d in enumerate(ctx.diverged_step):
-        if d is not None:  # a diverged replica has no final figures
+        if d is not None:
             align[k] = np.nan
             for arr in final:
                 if arr is not None:
                     arr[k] = np.nan
-    return TrainResult(reps, final[0], final[1], final[2], status,
+    return TrainResult(ctx.replicas, final[0], final[1], final[2], status,
                        ctx.diverged_step, align, ctx)
 
 
