@@ -67,6 +67,7 @@ from lrsim.errors import ConfigError
 
 _VIEW_DIMS = {RUN, *VIEW_DIMS}
 REFERENCES = ("none", "initial")
+TIME_AXES = ("step", "progress")
 # channels that are >= 0 by construction, besides the abs_ / sq_ statistics and var / norm
 _POSITIVE = {"dimensionality", "coupling", "loss", "rate", "cv_isi", "fano", "synchrony"}
 # channels already relative to an earlier measurement: no reference taken
@@ -225,12 +226,16 @@ class TrajectoryFeatures(TransformerMixin, BaseEstimator):
         at the first time point t_0 (before learning), so that what the initialisation, the
         width, the input scale and the task set is divided out and what learning changed is
         left (see `relative_to_initial`).
+    time_axis : "step" (the recorded time points) or "progress": every trajectory resampled at
+        evenly spaced points of the network's own learning progress (`learning_progress`: the
+        path its output layer's recorded activity has travelled, as a fraction of the whole),
+        so that runs learning at different speeds are compared at the same stage.
     """
 
     def __init__(self, observables: Sequence[str] | None = None,
                  stats: Sequence[str] | None = None, units: int = 0, noise: float = 0.0,
                  time_points: int | None = None, fraction: float = 1.0, depth: bool = True,
-                 signed_log: bool = True, reference: str = "none"):
+                 signed_log: bool = True, reference: str = "none", time_axis: str = "step"):
         self.observables = observables
         self.stats = stats
         self.units = units
@@ -240,12 +245,20 @@ class TrajectoryFeatures(TransformerMixin, BaseEstimator):
         self.depth = depth
         self.signed_log = signed_log
         self.reference = reference
+        self.time_axis = time_axis
 
     def fit(self, ds: xr.Dataset, y: Any = None) -> TrajectoryFeatures:
         """Check the request against the store; fix channels, time indices, feature names."""
         if self.reference not in REFERENCES:
             raise ConfigError(f"reference must be one of {', '.join(REFERENCES)} "
                               f"(got {self.reference!r})")
+        if self.time_axis not in TIME_AXES:
+            raise ConfigError(f"time_axis must be one of {', '.join(TIME_AXES)} "
+                              f"(got {self.time_axis!r})")
+        if self.time_axis == "progress" and "activity_change" not in ds.data_vars:
+            raise ConfigError("time_axis 'progress' needs the store's activity_change (the "
+                              "output layer's activity path); the store records "
+                              f"{', '.join(sorted(str(v) for v in ds.data_vars))}")
         obs = list(self.observables) if self.observables is not None else default_observables(ds)
         if not obs:
             raise ConfigError("no observables: the store has none of "
@@ -346,6 +359,30 @@ class TrajectoryFeatures(TransformerMixin, BaseEstimator):
             parts.append(da.transpose("run", "layer", "channel", "time"))
         return xr.concat(parts, dim="channel").astype(float)
 
+    def learning_progress(self, ds: xr.Dataset) -> xr.DataArray:
+        """Per run, the fraction of its learning done at each seen time point (run, time):
+        p(t) = integral_0^t v / integral_0^T v (trapezoids over the seen points), with the
+        speed v(t) = raw_norm of the output layer's recorded activity change at t, in this
+        view (at t_0, where no change exists yet, the first recorded one). A run whose output
+        never changes gets p = t / T."""
+        da = self._view(ds["activity_change"])
+        if "stat" in da.dims:
+            da = da.sel(stat="raw_norm") if "raw_norm" in da["stat"].values else np.sqrt(
+                da.sel(stat="sq_mean"))
+        last = _last_layer(ds)
+        v = da.where(last).max("layer").transpose("run", "time").values.astype(float)
+        first = np.take_along_axis(v, np.argmax(np.isfinite(v), axis=1)[:, None], 1)
+        v = np.where(np.isfinite(v), v, first)
+        v = np.where(np.isfinite(v), np.abs(v), 0.0)
+        t = np.arange(v.shape[1], dtype=float)
+        if v.shape[1] < 2:
+            return xr.DataArray(np.ones_like(v), dims=("run", "time"))
+        steps = 0.5 * (v[:, 1:] + v[:, :-1])
+        p = np.concatenate([np.zeros((len(v), 1)), np.cumsum(steps, axis=1)], axis=1)
+        total = p[:, -1:]
+        p = np.where(total > 0, p / np.where(total > 0, total, 1.0), t / t[-1])
+        return xr.DataArray(p, dims=("run", "time"), coords={"run": ds["run"].values})
+
     def _initial(self, ds: xr.Dataset) -> dict[str, xr.DataArray]:
         """Per observable with statistics, its statistics at the first time point in this
         view (run, layer, stat); "activity_change" maps to the activations' (the size of the
@@ -403,6 +440,8 @@ class TrajectoryFeatures(TransformerMixin, BaseEstimator):
         logged = np.zeros(len(self.channels_), bool)
         if self.reference == "initial":
             cube, logged = relative_to_initial(cube, self._initial(ds))
+        if self.time_axis == "progress":
+            cube = resample_on_progress(cube, self.learning_progress(ds))
         cube = cube.stack(sample=("run", "layer"))
         flat = cube.stack(feature=("channel", "time")).transpose("sample", "feature")
         x = np.nan_to_num(flat.values, nan=0.0, posinf=0.0, neginf=0.0)
@@ -479,6 +518,30 @@ def relative_to_initial(cube: xr.DataArray, initial: dict[str, xr.DataArray] | N
         else:
             out[:, :, j] = x - x0
     return cube.copy(data=out), logged
+
+
+def resample_on_progress(cube: xr.DataArray, progress: xr.DataArray) -> xr.DataArray:
+    """Each run's trajectories (cube: run, layer, channel, time) linearly interpolated at
+    evenly spaced learning progress q_j = j / (T - 1), from its progress p (run, time: seen time
+    points, increasing from 0 to 1; `TrajectoryFeatures.learning_progress`). A value missing
+    (NaN) at a time point is interpolated from the neighbours that have one."""
+    values = cube.transpose("run", "layer", "channel", "time").values.astype(float)
+    p = progress.sel(run=cube["run"]).transpose("run", "time").values
+    n_t = values.shape[-1]
+    q = np.linspace(0.0, 1.0, n_t)
+    out = np.full_like(values, np.nan)
+    for r in range(values.shape[0]):
+        x = values[r].reshape(-1, n_t)
+        pr = np.maximum.accumulate(p[r])
+        res = np.full_like(x, np.nan)
+        for i, row in enumerate(x):
+            ok = np.isfinite(row)
+            if ok.sum() >= 2:
+                res[i] = np.interp(q, pr[ok], row[ok])
+            elif ok.sum() == 1:
+                res[i] = row[ok][0]
+        out[r] = res.reshape(values.shape[1:])
+    return cube.transpose("run", "layer", "channel", "time").copy(data=out)
 
 
 @dataclass

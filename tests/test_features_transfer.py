@@ -113,3 +113,39 @@ def test_initial_reference_removes_the_starting_scale(ds):
 def test_bad_reference(ds):
     with pytest.raises(ConfigError, match="reference must be one of none, initial"):
         TrajectoryFeatures(["weights"], reference="first").fit(ds)
+
+
+def test_learning_progress_and_resampling(ds):
+    """Progress = the output layer's recorded activity path as a fraction of its whole
+    (trapezoids of the activity change's raw_norm); a trajectory linear in progress comes out
+    evenly spaced on the progress axis."""
+    d = ds.copy(deep=True)
+    d = d.assign_coords(stat=[*d["stat"].values[:-1], "raw_norm"])  # a raw_norm channel
+    f = TrajectoryFeatures(["weights", "activity_change"], stats=["raw_norm"], units=0,
+                           noise=0.0, time_axis="progress").fit(d)
+    p = f.learning_progress(d)
+    n_t = d.sizes["time"]
+    exists = f.layer_exists(d).values
+    for i, run in enumerate(d["run"].values):
+        last = d["layer"].values[np.flatnonzero(exists[i])[-1]]
+        v = d["activity_change"].sel(run=run, layer=last, stat="raw_norm", units=0,
+                                     noise=0.0).values.copy()
+        v[0] = v[1]  # no change before the first measurement: the first recorded one
+        cum = np.concatenate([[0.0], np.cumsum(0.5 * (v[1:] + v[:-1]))])
+        np.testing.assert_allclose(p.sel(run=run).values, cum / cum[-1])
+    # a channel that is exactly the progress itself, resampled, is the even grid
+    from lrsim.analysis.features import resample_on_progress
+
+    cube = f.cube(d)
+    planted = cube.copy(data=np.broadcast_to(p.values[:, None, None, :], cube.shape).copy())
+    out = resample_on_progress(planted, p)
+    np.testing.assert_allclose(out.values, np.broadcast_to(np.linspace(0, 1, n_t), out.shape),
+                               atol=1e-12)
+
+
+def test_bad_time_axis(ds):
+    with pytest.raises(ConfigError, match="time_axis must be one of step, progress"):
+        TrajectoryFeatures(["weights"], time_axis="loss").fit(ds)
+    with pytest.raises(ConfigError, match="needs the store's activity_change"):
+        TrajectoryFeatures(["weights"], time_axis="progress").fit(ds.drop_vars(
+            "activity_change"))
