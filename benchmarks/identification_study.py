@@ -21,6 +21,7 @@ accuracy"; per-layer accuracy beside it):
   the model-internal `alignment` for reference),
 - against the recording: units recorded, measurement noise, time points,
 - held out by factor inside the training store (each task, activation, architecture left out),
+- which statistics carry the rule (permutation and impurity importance),
 - confusion matrices of the headline.
 
 Everything runs single-threaded (BLAS and torch) at nice priority when started with `nice`.
@@ -48,6 +49,7 @@ from lrsim.analysis.evaluation import (  # noqa: E402
     RepeatedStratifiedGroupSplit,
     cross_validate,
     fit_and_score,
+    importance,
 )
 from lrsim.analysis.features import (  # noqa: E402
     TrajectoryFeatures,
@@ -151,6 +153,40 @@ def by_factor(train: xr.Dataset, label: str, observables: list[str], *, referenc
     return rows
 
 
+def channel_importance(train: xr.Dataset, label: str, observables: list[str], *, units: int,
+                       noise: float, trees: int, splits: int) -> dict[str, Any]:
+    """Which statistics carry the rule, for relative features at this view: grouped
+    permutation importance per channel (a channel's whole trajectory permuted across test
+    samples; `lrsim.analysis.evaluation.importance`) and the forest's impurity importance summed
+    per channel, per statistic (e.g. `median` over weights / activations / transforms) and per
+    observable (Nayebi et al. 2020 read the forest's impurity importances)."""
+    feats = TrajectoryFeatures(observables, units=units, noise=noise, reference="initial")
+    s = make_samples(train, feats, label)
+    rows = importance(s, forest(trees), RepeatedStratifiedGroupSplit(splits, 0.25, 0),
+                      n_repeats=2)
+    perm = [{"channel": _get(r, "channel"), "drop": _get(r, "drop_mean", "drop")}
+            for r in rows]
+    est = forest(trees).fit(s.X, s.y)
+    imp = est.feature_importances_
+    per_channel: dict[str, float] = {}
+    for name, v in zip(s.feature_names, imp):
+        per_channel[name.split("[")[0]] = per_channel.get(name.split("[")[0], 0.0) + float(v)
+    by_stat: dict[str, float] = {}
+    by_obs: dict[str, float] = {}
+    for ch, v in per_channel.items():
+        obs, _, stat = ch.partition(".")
+        key = stat.split("_", 1)[1] if "_" in stat else (stat or obs)
+        by_stat[key] = by_stat.get(key, 0.0) + v
+        by_obs[obs] = by_obs.get(obs, 0.0) + v
+    return {"permutation": perm,
+            "impurity_by_channel": [{"channel": k, "impurity": v} for k, v in
+                                    sorted(per_channel.items(), key=lambda kv: -kv[1])],
+            "impurity_by_statistic": [{"statistic": k, "impurity": v} for k, v in
+                                      sorted(by_stat.items(), key=lambda kv: -kv[1])],
+            "impurity_by_observable": [{"observable": k, "impurity": v} for k, v in
+                                       sorted(by_obs.items(), key=lambda kv: -kv[1])]}
+
+
 def table(rows: list[dict[str, Any]], cols: list[str]) -> str:
     head = "| " + " | ".join(cols) + " |\n| " + " | ".join("---" for _ in cols) + " |\n"
     body = ""
@@ -190,7 +226,7 @@ def main() -> int:
     test_path = args.test or f"runs/{args.study}-test"
     out_path = Path(args.out or f"runs/{args.study}-results.json")
     splits, trees = (3, 100) if args.quick else (5, 200)
-    parts = set(args.only or ["headline", "sensitivity", "factors", "anchor4"])
+    parts = set(args.only or ["headline", "sensitivity", "factors", "importance", "anchor4"])
     t0, c0 = time.time(), time.process_time()
     train, test = open_store(train_path), open_store(test_path)
     results: dict[str, Any] = {
@@ -262,6 +298,15 @@ def main() -> int:
             results["factors"] = rows
             print(table(rows, ["features", "control", "key", "value", "test_run",
                                "test_layer"]))
+        if "importance" in parts:
+            say("importance (grouped permutation and forest impurity)")
+            results["importance"] = channel_importance(train, label, measurable, trees=trees,
+                                                       splits=splits, **goal)
+            imp = results["importance"]
+            print(table(imp["permutation"][:15], ["channel", "drop"]))
+            print(table(imp["impurity_by_channel"][:15], ["channel", "impurity"]))
+            print(table(imp["impurity_by_statistic"], ["statistic", "impurity"]))
+            print(table(imp["impurity_by_observable"], ["observable", "impurity"]))
         if "anchor4" in parts and label == "rule_optimizer":
             rows = []
             tr4, te4 = subset(train, label, ANCHOR_FOUR), subset(test, label, ANCHOR_FOUR)
