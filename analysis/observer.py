@@ -45,6 +45,7 @@ from torch import Tensor
 
 from lrsim.analysis import geometry, spike_stats
 from lrsim.analysis.stats import summary_stats
+from lrsim.config import check_units  # noqa: F401 - re-exported for the observers
 from lrsim.contract import (
     BALANCE_STATISTICS,
     GEOMETRY_DIMS,
@@ -56,7 +57,6 @@ from lrsim.contract import (
     run_attributes,
     variable_attrs,
 )
-from lrsim.errors import ConfigError
 from lrsim.metadata import describe
 
 if TYPE_CHECKING:
@@ -82,17 +82,6 @@ def schedule_steps(total_steps: int, spec: ObserveSpec) -> list[int]:
 
 
 # -- which units ------------------------------------------------------------------------------
-def check_units(units: Sequence[int], hidden: Sequence[int]) -> None:
-    """ConfigError (before any training) when a unit count exceeds a hidden layer's width."""
-    for u in units:
-        if hidden and u > min(hidden):
-            l = int(np.argmin(hidden))
-            raise ConfigError(
-                f"observe.units: {u} units exceeds hidden layer 'layer{l + 1}' of width "
-                f"{hidden[l]} (hidden widths {', '.join(map(str, hidden))}); "
-                f"use counts <= {min(hidden)}, or 0 for all units")
-
-
 def unit_order(seed: int, layer: int, n: int) -> np.ndarray:
     """The run's random order of layer `layer`'s n units (recorded units: its first u)."""
     return np.random.default_rng([int(seed), 2, layer]).permutation(n)

@@ -377,6 +377,18 @@ def check_conv_model(exp: Experiment, rule: Any, task_info: dict[str, Any]) -> N
                           f"{err}") from None
 
 
+def check_units(units: Sequence[int], hidden: Sequence[int]) -> None:
+    """ConfigError (before any training) when a unit count exceeds a hidden layer's width
+    (a conv layer's width: its channels)."""
+    for u in units:
+        if hidden and u > min(hidden):
+            l = min(range(len(hidden)), key=lambda i: hidden[i])
+            raise ConfigError(
+                f"observe.units: {u} units exceeds hidden layer 'layer{l + 1}' of width "
+                f"{hidden[l]} (hidden widths {', '.join(map(str, hidden))}); "
+                f"use counts <= {min(hidden)}, or 0 for all units")
+
+
 def validate_registries(exp: Experiment, source: str = "experiment") -> Experiment:
     """Check names and hyperparameters against the registries and fill in their defaults."""
     try:
@@ -390,6 +402,7 @@ def validate_registries(exp: Experiment, source: str = "experiment") -> Experime
         optimizers.entry(exp.train.optimizer)
         if exp.model.conv:
             check_conv_model(exp, entry.factory, tasks.entry(exp.task.name).info)
+        check_units(exp.observe.units, [*exp.model.conv, *exp.model.hidden])
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None
     data = exp.model_dump()

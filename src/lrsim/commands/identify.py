@@ -129,6 +129,9 @@ def run_identify(store: str | Path, out: str | Path, *, label: str = "rule",
         raise ConfigError(f"--permutations must be >= 1 (got {permutations})")
     if jobs < 1:
         raise ConfigError(f"--jobs must be >= 1 (got {jobs})")
+    if test is not None and Path(test).resolve() == Path(store).resolve():
+        raise ConfigError(f"--test {test} is the training store itself; give a store of other "
+                          f"runs (networks never trained on)")
     out = Path(out)
     check_claim(out, "report")
     prog = progress if isinstance(progress, Progress) else Progress("identify", progress)
