@@ -23,6 +23,12 @@ rerun on the matched runs is at chance under its label-permutation null on the s
 (p > 0.05, with at least `MIN_PERMUTATIONS` permutations so that it can fail). Without a
 caliper (the first try) only the second check applies: where the loss curves do not identify
 the class on every run, no matching is needed.
+
+The curves are always read as recorded on the step axis (`run_curves`), whatever features the
+measurable observables use (`--features relative`, `--time-axis progress`): a control of
+performance keeps all of it, including how fast a rule learns (which the progress axis
+removes) and how low its loss gets, as recorded; a weaker control would overstate what the
+measurable observables add.
 """
 
 from __future__ import annotations

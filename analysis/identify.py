@@ -12,6 +12,16 @@ statistics (`lrsim.analysis.importance`), automatic hold-outs of every architect
 activation / substrate, the protocol search with its cost-accuracy frontier
 (`lrsim.analysis.protocol`) and the trajectory panels (`lrsim.analysis.trajectories`).
 
+Features (`features`, `time_axis`; `--features`, `--time-axis`): every sample of the measurable
+and model-internal observables, wherever it is built (the headline's cross-validation, the
+null, the breakdowns, importance, the held-out tests and automatic hold-outs, the measurable
+part of the matched control, the protocol search, the per-observable and model-internal
+scores), is read the same way: "recorded" (the values as recorded) or "relative" (every channel
+relative to its value before learning, `TrajectoryFeatures(reference="initial")`), on the
+recorded step axis or on each network's learning-progress axis. The control's loss /
+test-accuracy curves are always read as recorded on the step axis (see `_Study.control`). The
+trajectory panels show the recorded statistics.
+
 Every check of the request (`plan`) runs before any fit.
 """
 
@@ -29,7 +39,15 @@ from sklearn.base import clone
 from lrsim.analysis.classifiers import CLASSIFIERS, make_classifier
 from lrsim.analysis.control import matched_control
 from lrsim.analysis.crossval import cross_validate, mode_params, short_warning_filters
-from lrsim.analysis.defaults import N_SPLITS, TARGET_ACCURACY
+from lrsim.analysis.defaults import (
+    FEATURES,
+    FEATURES_DEFAULT,
+    N_SPLITS,
+    TARGET_ACCURACY,
+    TIME_AXES,
+    TIME_AXIS_DEFAULT,
+    describe_features,
+)
 from lrsim.analysis.features import (
     Samples,
     TrajectoryFeatures,
@@ -61,6 +79,7 @@ from lrsim.analysis.results import (
     MEASURABLE,
     MODEL_INTERNAL,
     Control,
+    FeatureSet,
     Headline,
     HeldOut,
     IdentifyResult,
@@ -80,7 +99,7 @@ META_KEYS = (*GENERALISATION_KEYS, "optimizer", "rule", "rule_family", "lr", "se
 @dataclass
 class Plan:
     """A checked request: the usable runs with their label, the observables by kind, the
-    held-out tests asked for."""
+    held-out tests asked for, how the features read the measurable observables."""
 
     data: xr.Dataset
     label: str
@@ -96,6 +115,25 @@ class Plan:
     noise: float
     holdout: tuple[str, str] | None
     test_data: xr.Dataset | None
+    features: str = FEATURES_DEFAULT
+    time_axis: str = TIME_AXIS_DEFAULT
+
+    @property
+    def reference(self) -> str:
+        """The `TrajectoryFeatures` reference of `features` ("none" / "initial")."""
+        return FEATURES[self.features]
+
+    def feature_set(self) -> FeatureSet:
+        return FeatureSet(self.features, self.reference, self.time_axis,
+                          describe_features(self.features, self.time_axis))
+
+    def trajectory_features(self, observables: Sequence[str], **kwargs: Any
+                            ) -> TrajectoryFeatures:
+        """Features of measurable / model-internal `observables` in the full view, read as
+        asked (`features`, `time_axis`)."""
+        kwargs = {"units": self.units, "noise": self.noise, **kwargs}
+        return TrajectoryFeatures(list(observables), reference=self.reference,
+                                  time_axis=self.time_axis, **kwargs)
 
 
 def _check_label_values(data: xr.Dataset, label: str) -> list[str]:
@@ -116,10 +154,32 @@ def full_view(ds: xr.Dataset) -> tuple[int, float]:
     return (0 if 0 in units else max(units)), min(views(ds, "noise", 0.0))
 
 
+def check_feature_names(features: str, time_axis: str) -> None:
+    """`features` and `time_axis` are known; ConfigError (one line) otherwise."""
+    if features not in FEATURES:
+        raise ConfigError(f"--features must be one of {', '.join(FEATURES)} (got {features!r})")
+    if time_axis not in TIME_AXES:
+        raise ConfigError(f"--time-axis must be one of {', '.join(TIME_AXES)} "
+                          f"(got {time_axis!r})")
+
+
+def check_features(ds: xr.Dataset, features: str, time_axis: str, what: str = "the store"
+                   ) -> None:
+    """`check_feature_names`, and `ds` records what they need (the progress axis:
+    `activity_change`); ConfigError (one line) otherwise."""
+    check_feature_names(features, time_axis)
+    if time_axis == "progress" and "activity_change" not in ds.data_vars:
+        raise ConfigError(f"--time-axis progress needs activity_change (learning progress is "
+                          f"the path the output layer's activity travels), which {what} does "
+                          f"not record (it has {', '.join(sorted(map(str, ds.data_vars)))}); "
+                          f"use --time-axis step or record activity_change")
+
+
 def plan(ds: xr.Dataset, *, label: str = "rule", classifiers: Sequence[str] = CLASSIFIERS,
          holdout: str | None = None, test_ds: xr.Dataset | None = None, n_splits: int = N_SPLITS,
          n_permutations: int | None = None, target: float = TARGET_ACCURACY,
-         observables: Sequence[str] | None = None) -> Plan:
+         observables: Sequence[str] | None = None, features: str = FEATURES_DEFAULT,
+         time_axis: str = TIME_AXIS_DEFAULT) -> Plan:
     """Check everything about the request that can be checked without fitting; ConfigError
     (one line: the problem and what is allowed) otherwise."""
     bad = [c for c in classifiers if c not in CLASSIFIERS]
@@ -133,6 +193,9 @@ def plan(ds: xr.Dataset, *, label: str = "rule", classifiers: Sequence[str] = CL
     if not (isinstance(target, int | float) and 0 < target <= 1):
         raise ConfigError(f"--target must be an accuracy in (0, 1], e.g. 0.9 (got {target!r})")
     check_label_name(label)
+    check_features(ds, features, time_axis)
+    if test_ds is not None:
+        check_features(test_ds, features, time_axis, "the --test store")
     statuses = (Counter(np.asarray(ds["status"].values).astype(str)) if "status" in ds.coords
                 else Counter({"ok": ds.sizes["run"]}))
     data = usable_runs(ds)
@@ -189,12 +252,13 @@ def plan(ds: xr.Dataset, *, label: str = "rule", classifiers: Sequence[str] = CL
             raise ConfigError(f"--test store shares {len(clash)} run id(s) with the training "
                               f"store (e.g. {sorted(clash)[0]}); use a store of other runs")
         check_classes(classes, run_values(test_data, label).astype(str), "--test store", label)
-        for obs in (measurable, control):
+        for obs, how in ((measurable, {"reference": FEATURES[features], "time_axis": time_axis}),
+                         (control, {})):
             if not obs:
                 continue
-            mine = TrajectoryFeatures(obs, units=units, noise=noise).fit(data)
+            mine = TrajectoryFeatures(obs, units=units, noise=noise, **how).fit(data)
             try:
-                theirs = TrajectoryFeatures(obs, units=units, noise=noise).fit(test_data)
+                theirs = TrajectoryFeatures(obs, units=units, noise=noise, **how).fit(test_data)
             except ConfigError as err:
                 raise ConfigError(f"--test store does not match the training store: "
                                   f"{err}") from None
@@ -203,7 +267,8 @@ def plan(ds: xr.Dataset, *, label: str = "rule", classifiers: Sequence[str] = CL
                                   "points than the training store; both need the same "
                                   "[observe] settings")
     return Plan(data, label, classes, list(observables), measurable, internal, control,
-                left_out, dict(statuses), int(ds.sizes["run"]), units, noise, held, test_data)
+                left_out, dict(statuses), int(ds.sizes["run"]), units, noise, held, test_data,
+                features, time_axis)
 
 
 def identify(ds: xr.Dataset, *, label: str = "rule", classifiers: Sequence[str] = CLASSIFIERS,
@@ -211,15 +276,18 @@ def identify(ds: xr.Dataset, *, label: str = "rule", classifiers: Sequence[str] 
              quick: bool = False, n_splits: int = N_SPLITS, n_permutations: int | None = None,
              target: float = TARGET_ACCURACY, random_state: int = 0, n_jobs: int = 1,
              progress: Progress | None = None, store: str = "", test_store: str = "",
-             observables: Sequence[str] | None = None) -> IdentifyResult:
+             observables: Sequence[str] | None = None, features: str = FEATURES_DEFAULT,
+             time_axis: str = TIME_AXIS_DEFAULT) -> IdentifyResult:
     """The whole identification study on a store Dataset (dim `run`); see the module
-    docstring. BLAS runs single-threaded inside (the problems are small; threaded BLAS on a
-    busy machine slows them down many times)."""
+    docstring. `features`: "recorded" (the values as recorded) or "relative" (every channel
+    relative to its value before learning); `time_axis`: "step" or "progress" (each network's
+    learning progress; needs `activity_change`). BLAS runs single-threaded inside (the problems
+    are small; threaded BLAS on a busy machine slows them down many times)."""
     from threadpoolctl import threadpool_limits
 
     p = plan(ds, label=label, classifiers=classifiers, holdout=holdout, test_ds=test_ds,
              n_splits=n_splits, n_permutations=n_permutations, target=target,
-             observables=observables)
+             observables=observables, features=features, time_axis=time_axis)
     with threadpool_limits(limits=1, user_api="blas"), short_warning_filters():
         return _Study(p, list(classifiers), quick=quick, n_splits=n_splits,
                       n_permutations=n_permutations, target=target, random_state=random_state,
@@ -252,6 +320,9 @@ class _Study:
         if p.holdout and p.holdout[0] not in meta:
             meta.append(p.holdout[0])
         self.meta_keys = meta
+        # how every sweep reads its observables: as asked, but the control's curves as recorded
+        self.how = {"reference": p.reference, "time_axis": p.time_axis,
+                    "as_recorded": list(p.control)}
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -281,11 +352,11 @@ class _Study:
     def run(self, store: str, test_store: str) -> IdentifyResult:
         p, say = self.p, self.progress.say
         data = p.data
-        meas_samples = make_samples(data, TrajectoryFeatures(p.measurable, units=p.units,
-                                                             noise=p.noise), p.label,
+        meas_samples = make_samples(data, p.trajectory_features(p.measurable), p.label,
                                     self.meta_keys)
         say(f"{meas_samples.n_runs} runs, {len(meas_samples.y)} samples, "
-            f"{len(p.classes)} classes of {p.label}; measurable: {', '.join(p.measurable)}")
+            f"{len(p.classes)} classes of {p.label}; measurable: {', '.join(p.measurable)}; "
+            f"features: {describe_features(p.features, p.time_axis)}")
 
         headline = self.section(MEASURABLE, p.measurable, meas_samples, "cross-validation")
         # The sweep classifier: the random forest with the hyperparameters inner CV chose most
@@ -297,7 +368,7 @@ class _Study:
         self.sweep_est.set_params(**sweep_params)
         self.sweep = SweepScorer(data, p.label, self.sweep_est, self.sweep_splits,
                                  units=p.units, noise=p.noise, random_state=self.rs,
-                                 meta_keys=self.meta_keys)
+                                 meta_keys=self.meta_keys, **self.how)
 
         with self.progress.phase("permutation null", 1 + self.n_perm, "fits") as tick:
             _, null = null_test(meas_samples, self.sweep_est, self.null_splits, self.n_perm,
@@ -344,7 +415,8 @@ class _Study:
                               headline.scores[headline.best].confusion.confused_pairs()),
             control=control,
             model_internal=model_internal, per_observable=per_obs, importance=ranked,
-            generalisation=generalisation, protocol=protocol, trajectories=panels)
+            generalisation=generalisation, protocol=protocol, trajectories=panels,
+            features=p.feature_set())
 
     def per_observable(self) -> tuple[list[ObservableScore], ModelInternal | None]:
         p = self.p
@@ -371,6 +443,15 @@ class _Study:
         return rows, internal
 
     def control(self, meas_samples: Samples) -> Control | None:
+        """The loss-curve classifier and the matched control. The curves are read as recorded
+        on the step axis whatever `features` / `time_axis` say. The control asks how far
+        performance alone identifies the rule, so it must keep all of it: how fast a rule
+        learns is exactly the information the progress axis removes, and the loss and
+        accuracy as recorded (not relative to their value before learning, which the task
+        and the initialisation set) say how well it learned. A control read like the
+        measurable features would be weaker than what performance tells, and would overstate
+        what the measurable observables add. The measurable part of the matched control reads
+        the headline's samples (`features`, `time_axis`)."""
         p = self.p
         if not p.control:
             return None
@@ -435,7 +516,7 @@ class _Study:
     def across_stores(self, name: str) -> HeldOut:
         p = self.p
         other = SweepScorer(p.test_data, p.label, self.sweep_est, self.sweep_splits,
-                            units=p.units, noise=p.noise, random_state=self.rs)
+                            units=p.units, noise=p.noise, random_state=self.rs, **self.how)
 
         def pair_at(observables: Sequence[str] | None = None, **view: Any
                     ) -> tuple[Samples, Samples]:

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from lrsim.analysis.defaults import describe_features
+
 # What a feature set is made of (`Section.kind`, `ObservableScore.kind`)
 MEASURABLE = "measurable"           # what an experiment could record
 MODEL_INTERNAL = "model-internal"   # e.g. alignment: no experiment reads it directly
@@ -364,6 +366,21 @@ class Settings:
 
 
 @dataclass
+class FeatureSet:
+    """How the measurable and model-internal observables were read (`--features`,
+    `--time-axis`): `features` "recorded" (the values as recorded) or "relative" (every channel
+    relative to its value before learning), `reference` the `TrajectoryFeatures` reference it
+    maps to ("none" / "initial"), `time_axis` "step" or "progress", and the words the report and
+    the summary use. The control (loss / test-accuracy curves) is always read as recorded on
+    the step axis."""
+
+    features: str = "recorded"
+    reference: str = "none"
+    time_axis: str = "step"
+    description: str = describe_features("recorded", "step")
+
+
+@dataclass
 class IdentifyResult:
     """Every number of one identification study."""
 
@@ -395,6 +412,8 @@ class IdentifyResult:
     generalisation: list[HeldOut]
     protocol: ProtocolSearch
     trajectories: list[TrajectoryPanel]
+    # results.json written before features were a choice read back as "recorded" / "step"
+    features: FeatureSet = field(default_factory=FeatureSet)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict of every field (non-finite floats -> None)."""

@@ -32,17 +32,23 @@ class SweepScorer:
     """Samples and scores of `est` on `splitter`, per (observables, view), cached.
 
     `units`, `noise`: the full view (the default of every call); `meta_keys`: per-run keys the
-    samples carry (for hold-outs)."""
+    samples carry (for hold-outs); `reference`, `time_axis`: how the features read every set of
+    observables (`TrajectoryFeatures`), except a set made only of `as_recorded` observables
+    (the control's loss / test-accuracy curves), read as recorded on the step axis."""
 
     def __init__(self, data: xr.Dataset, label: str, est: Any, splitter: Any, *,
                  units: int, noise: float, random_state: int = 0,
-                 meta_keys: Sequence[str] = ()):
+                 meta_keys: Sequence[str] = (), reference: str = "none",
+                 time_axis: str = "step", as_recorded: Sequence[str] = ()):
         self.data = data
         self.label = label
         self.est = est
         self.splitter = splitter
         self.units = units
         self.noise = noise
+        self.reference = reference
+        self.time_axis = time_axis
+        self.as_recorded = set(as_recorded)
         self.random_state = random_state
         self.meta_keys = list(meta_keys)
         self.n_time = int(data.sizes["time"])
@@ -52,10 +58,13 @@ class SweepScorer:
     def features(self, observables: Sequence[str], units: int | None = None,
                  noise: float | None = None, time_points: int | None = None,
                  fraction: float = 1.0, depth: bool = True) -> TrajectoryFeatures:
+        recorded = set(observables) <= self.as_recorded
         return TrajectoryFeatures(list(observables),
                                   units=self.units if units is None else units,
                                   noise=self.noise if noise is None else noise,
-                                  time_points=time_points, fraction=fraction, depth=depth)
+                                  time_points=time_points, fraction=fraction, depth=depth,
+                                  reference="none" if recorded else self.reference,
+                                  time_axis="step" if recorded else self.time_axis)
 
     def _key(self, observables: Sequence[str], units: int | None, noise: float | None,
              time_points: int | None, fraction: float) -> tuple:

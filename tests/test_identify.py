@@ -178,8 +178,10 @@ def stores(tmp_path_factory):
     other = synthetic_scan(3, rules=("x", "y"), planted=None, n_time=5, run_prefix="o")
     extra = synthetic_scan(3, rules=("a", "z"), planted=None, n_time=5, run_prefix="e")
     no_opt = _planted(n=4, prefix="n").drop_vars("optimizer")
+    no_change = _planted(n=4, prefix="c").drop_vars("activity_change")
     return {"train": train, "disjoint": _store(other, root / "disjoint"),
-            "extra": _store(extra, root / "extra"), "no_opt": _store(no_opt, root / "no_opt")}
+            "extra": _store(extra, root / "extra"), "no_opt": _store(no_opt, root / "no_opt"),
+            "no_change": _store(no_change, root / "no_change")}
 
 
 @pytest.mark.parametrize("args, message", [
@@ -196,6 +198,12 @@ def stores(tmp_path_factory):
     (["--holdout", "colour=red"], r"'colour' is not a per-run key of this store; allowed: "),
     (["--label", "optimizer", "--store", "no_opt"], r"--label optimizer: the store has no "
                                                    r"per-run 'optimizer' \(per-run keys: "),
+    (["--features", "absolute"], r"argument --features: invalid choice: 'absolute' \(choose "
+                                 r"from '?recorded'?, '?relative'?\)"),
+    (["--time-axis", "epoch"], r"argument --time-axis: invalid choice: 'epoch'"),
+    (["--time-axis", "progress", "--store", "no_change"],
+     r"--time-axis progress needs activity_change \(learning progress is the path the output "
+     r"layer's activity travels\), which the store does not record \(it has activations, "),
 ])
 def test_bad_input_is_one_line_exit_2_nothing_written(stores, tmp_path, capsys, args, message):
     store = stores["train"]
@@ -252,3 +260,141 @@ def test_confused_pairs_from_a_known_matrix():
     assert [(p.a, p.b) for p in pairs] == [("a", "b")]
     assert pairs[0].rate == pytest.approx((0.4 + 0.2) / 2)
     assert [(p.a, p.b) for p in c.confused_pairs(0.04)] == [("a", "b"), ("b", "c")]
+
+
+# -- features that transfer: --features relative | recorded, --time-axis step | progress -------
+
+# the power of a network's scale s each synthetic statistic carries (var: s^2, sq_var: s^4, ...)
+_POWER = {"raw_var": 2, "abs_var": 2, "sq_mean": 2, "sq_median": 2, "sq_q75": 2, "sq_var": 4}
+
+
+def _scaled(scales, prefix, seed, n=6, effect=3.0):
+    """Runs that differ by rule only in the ratio weights.abs_q75(t) / weights.abs_q75(t_0)
+    = 1 + effect * k * t / T (class k) and otherwise by a per-network scale s (every statistic
+    carries s to its power, as it would if a network's weights and activity were s times
+    larger), on top of log-normal noise. `task` names the scale. Relative to initial values,
+    s cancels; as recorded, networks of an unseen scale lie outside everything seen."""
+    ds = synthetic_scan(n, planted=None, n_time=5, seed=seed, run_prefix=prefix,
+                        layers_per_arch=(2,)).isel(units=[0], noise=[0])
+    ds = ds.drop_vars(["loss", "test_accuracy"])  # no control: keeps the study small
+    rng = np.random.default_rng(seed)
+    k = np.array([("a", "b", "c").index(r) for r in ds["rule"].values], float)
+    s = np.array([scales[i % len(scales)] for i in range(ds.sizes["run"])], float)
+    t = np.linspace(0, 1, ds.sizes["time"])
+    power = np.array([_POWER.get(st, 1) for st in ds["stat"].values], float)
+    for obs in ("weights", "activations", "activity_change"):
+        da = ds[obs].transpose("run", "time", "layer", "stat", "units", "noise")
+        val = np.exp(0.1 * rng.normal(size=da.shape))
+        val *= s[:, None, None, None, None, None] ** power[None, None, None, :, None, None]
+        if obs == "weights":
+            j = list(ds["stat"].values).index("abs_q75")
+            val[:, :, :, j] *= 1 + effect * k[:, None, None, None, None] * t[None, :, None, None,
+                                                                           None]
+        ds[obs] = (da.dims, np.where(np.isfinite(da.values), val, np.nan))
+    return ds.assign_coords(task=("run", [f"scale{int(v)}" for v in s]))
+
+
+@pytest.fixture(scope="module")
+def scale_results():
+    """The same study (hold out scale 10, test on a store of scale 100) read both ways; the
+    weights (measurable) and alignment (model-internal) only, to keep it small."""
+    train, test = _scaled((1, 10), "r", 0), _scaled((100,), "s", 1, n=3)
+    return {f: identify(train, holdout="task=scale10", test_ds=test, test_store="scale100",
+                        features=f, observables=["weights", "alignment"], **FAST)
+            for f in ("recorded", "relative")}
+
+
+def test_relative_features_transfer_across_scales_recorded_do_not(scale_results):
+    """Every held-out test (--holdout, --test, the automatic hold-outs) reads the features
+    asked for: relative to initial values they identify networks of an unseen scale, as
+    recorded they are at chance (1/3)."""
+    rel, rec = scale_results["relative"], scale_results["recorded"]
+    assert rel.features.features == "relative" and rel.features.reference == "initial"
+    assert rec.features.features == "recorded" and rec.features.reference == "none"
+    for r in (rel, rec):
+        assert [h.name for h in r.headline.held_out] == ["task=scale10", "--test scale100"]
+        assert [g.name for g in r.generalisation] == ["task=scale1", "task=scale10"]
+        assert r.importance[0].channel == "weights.abs_q75"
+    for h in (*rel.headline.held_out, *rel.generalisation):
+        assert h.scores["forest"].accuracy >= 0.7, (h.name, h.scores["forest"].accuracy)
+    for h in (*rec.headline.held_out, *rec.generalisation):
+        assert h.scores["forest"].accuracy <= 0.45, (h.name, h.scores["forest"].accuracy)
+    # within the store (both scales in training) and per observable, relative is better too
+    assert rel.headline.section.scores["forest"].accuracy >= 0.9
+    weights = {r: next(o for o in x.per_observable if o.name == "weights").accuracy
+               for r, x in scale_results.items()}
+    assert weights["relative"] >= 0.9 > weights["recorded"] + 0.2, weights
+    assert rel.protocol.best.accuracy >= 0.9
+
+
+def test_the_features_are_stated_and_read_back(scale_results):
+    r = scale_results["relative"]
+    want = "relative to initial value, time on the step axis"
+    assert r.features.description == want
+    back = IdentifyResult.from_dict(json.loads(json.dumps(r.to_dict(), allow_nan=False)))
+    assert back.features == r.features
+    assert f"features: {want}" in render(r)
+    from lrsim.commands.identify import summary_lines
+
+    assert f"  features: {want}" in summary_lines(r)
+    # a results.json from before features were a choice reads back as recorded, step axis
+    old = r.to_dict()
+    del old["features"]
+    assert IdentifyResult.from_dict(old).features.description == (
+        "values as recorded, time on the step axis")
+
+
+def test_the_control_reads_its_curves_as_recorded():
+    """With --features relative --time-axis progress the sweeps read the loss curve as
+    recorded on the step axis: sign(x) log(1 + |x|) of the stored values (numpy), plus depth;
+    the measurable observables as asked."""
+    from lrsim.analysis.features import TrajectoryFeatures, make_samples
+    from lrsim.analysis.sweeps import SweepScorer
+
+    ds = synthetic_scan(2, planted=None, n_time=4, layers_per_arch=(2,))
+    sweep = SweepScorer(ds, "rule", None, None, units=0, noise=0.0, reference="initial",
+                        time_axis="progress", as_recorded=["loss", "test_accuracy"])
+    s = sweep.samples(["loss"])
+    loss = ds["loss"].values
+    want = np.repeat(np.sign(loss) * np.log1p(np.abs(loss)), 2, axis=0)  # 2 layers per run
+    np.testing.assert_allclose(s.X[:, :-1], want)
+    w = sweep.samples(["weights"])
+    ref = make_samples(ds, TrajectoryFeatures(["weights"], reference="initial",
+                                              time_axis="progress"))
+    np.testing.assert_array_equal(w.X, ref.X)
+    assert not np.allclose(w.X, make_samples(ds, TrajectoryFeatures(["weights"])).X)
+
+
+def test_cli_features_and_time_axis(tmp_path, capsys):
+    """`--features relative --time-axis progress` end to end: stated in the summary, the
+    report and results.json; the defaults come from `lrsim.analysis.defaults`."""
+    small = _planted(n=3).drop_vars(["loss", "test_accuracy"]).isel(units=[0], noise=[0])
+    store = _store(small, tmp_path / "runs")
+    out = tmp_path / "report"
+    assert main(["identify", str(store), "--out", str(out), "--quick", "--quiet",
+                 "--classifiers", "forest", "--splits", "2", "--permutations", "1",
+                 "--observables", "weights", "--features", "relative",
+                 "--time-axis", "progress"]) == 0
+    want = "relative to initial value, time on the learning-progress axis"
+    assert f"  features: {want}" in capsys.readouterr().out.splitlines()
+    got = json.loads((out / "results.json").read_text())["features"]
+    assert got == {"features": "relative", "reference": "initial", "time_axis": "progress",
+                   "description": want}
+    assert f"features: {want}" in (out / "report.html").read_text()
+    assert main(["identify", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"(default {defaults.FEATURES_DEFAULT})" in text
+    assert f"(default {defaults.TIME_AXIS_DEFAULT})" in text
+    assert plan(_planted(n=2)).features == defaults.FEATURES_DEFAULT
+
+
+def test_feature_choices_are_checked_before_any_fit():
+    ds = _planted(n=2)
+    with pytest.raises(ConfigError, match=r"--features must be one of recorded, relative "
+                                          r"\(got 'absolute'\)"):
+        identify(ds, features="absolute", **FAST)
+    with pytest.raises(ConfigError, match=r"--time-axis must be one of step, progress"):
+        identify(ds, time_axis="epoch", **FAST)
+    with pytest.raises(ConfigError, match=r"--time-axis progress needs activity_change .* "
+                                          r"which the --test store does not record"):
+        plan(ds, time_axis="progress", test_ds=_planted(4, "s", 2).drop_vars("activity_change"))

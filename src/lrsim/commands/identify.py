@@ -11,10 +11,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lrsim.analysis.defaults import (
+    FEATURES,
+    FEATURES_DEFAULT,
     LABELS,
     N_PERMUTATIONS,
     N_PERMUTATIONS_QUICK,
     N_SPLITS,
+    TIME_AXES,
+    TIME_AXIS_DEFAULT,
 )
 from lrsim.analysis.defaults import TARGET_ACCURACY as TARGET
 from lrsim.errors import ConfigError, LrsimError
@@ -28,6 +32,7 @@ EXAMPLES = """examples:
   lrsim identify runs/ --out report/
   lrsim identify runs/ --out report/ --label rule_optimizer --holdout architecture=64-32-16
   lrsim identify runs/ --out report/ --test other-runs/ --target 0.8 --quick
+  lrsim identify runs/ --out report/ --features relative --time-axis progress
 """
 
 
@@ -56,6 +61,17 @@ def add(sub: argparse._SubParsersAction) -> None:
                         "record, e.g. weights activations activity_change and, in spiking "
                         "runs, rate cv_isi fano correlation synchrony ei_balance "
                         "ei_correlation; then alignment, reported apart)")
+    r.add_argument("--features", default=FEATURES_DEFAULT, choices=list(FEATURES),
+                   help="how the measurable and model-internal observables are read: recorded "
+                        "(the values as recorded) or relative (every statistic relative to its "
+                        "value before learning: log-ratio for positive statistics, difference "
+                        "scaled by the initial rms for signed ones); the loss-curve control is "
+                        f"always read as recorded (default {FEATURES_DEFAULT})")
+    r.add_argument("--time-axis", default=TIME_AXIS_DEFAULT, choices=list(TIME_AXES),
+                   help="time points on the recorded step axis, or resampled evenly on each "
+                        "network's learning progress (the fraction of the path its output "
+                        "layer's activity travels; needs activity_change) "
+                        f"(default {TIME_AXIS_DEFAULT})")
     r.add_argument("--quick", action="store_true",
                    help="smaller hyperparameter grids, fewer permutations and sweep points")
     r.add_argument("--splits", type=int, default=N_SPLITS,
@@ -110,13 +126,14 @@ def run_identify(store: str | Path, out: str | Path, *, label: str = "rule",
                  classifiers: Sequence[str] = ("linear", "forest", "temporal"),
                  quick: bool = False, splits: int = N_SPLITS, permutations: int | None = None,
                  seed: int = 0, jobs: int = 1, progress: bool | None | Any = None,
-                 observables: Sequence[str] | None = None, target: str | float = TARGET
+                 observables: Sequence[str] | None = None, target: str | float = TARGET,
+                 features: str = FEATURES_DEFAULT, time_axis: str = TIME_AXIS_DEFAULT
                  ) -> tuple[Path, IdentifyResult]:
     """Check the request, open the store(s), run `lrsim.analysis.identify.identify`, write the
     report; return (path of report.html, result). `progress`: None (a bar in a terminal,
     plain lines in a log, nothing under --quiet), False (nothing), True, or a
     `lrsim.analysis.progress.Progress`."""
-    from lrsim.analysis.identify import identify
+    from lrsim.analysis.identify import check_feature_names, identify
     from lrsim.analysis.labels import check_label_name
     from lrsim.analysis.progress import Progress
     from lrsim.analysis.report import write_report
@@ -129,6 +146,7 @@ def run_identify(store: str | Path, out: str | Path, *, label: str = "rule",
         raise ConfigError(f"--permutations must be >= 1 (got {permutations})")
     if jobs < 1:
         raise ConfigError(f"--jobs must be >= 1 (got {jobs})")
+    check_feature_names(features, time_axis)
     if test is not None and Path(test).resolve() == Path(store).resolve():
         raise ConfigError(f"--test {test} is the training store itself; give a store of other "
                           f"runs (networks never trained on)")
@@ -143,7 +161,7 @@ def run_identify(store: str | Path, out: str | Path, *, label: str = "rule",
                           n_permutations=permutations, target=target, random_state=seed,
                           n_jobs=jobs, progress=prog, store=str(store),
                           test_store="" if test is None else str(test),
-                          observables=observables)
+                          observables=observables, features=features, time_axis=time_axis)
     prog.say("writing the report")
     return write_report(result, out), result
 
@@ -154,7 +172,8 @@ def cmd_identify(args: argparse.Namespace) -> int:
                                 splits=args.splits, permutations=args.permutations,
                                 seed=args.seed, jobs=args.jobs, target=args.target,
                                 progress=False if args.quiet else None,
-                                observables=args.observables)
+                                observables=args.observables, features=args.features,
+                                time_axis=args.time_axis)
     print_summary(result)
     print(f"report: {page}")
     print(f"numbers: {page.parent / 'results.json'}")
@@ -190,6 +209,7 @@ def summary_lines(r: IdentifyResult) -> list[str]:
     lines.append(f"HEADLINE, measurable only ({', '.join(r.measurable_observables)}), "
                  f"{h.section.scores[h.section.best].n_splits} grouped splits: per layer, "
                  f"per network")
+    lines.append(f"  features: {r.features.description}")
     for clf, s in h.section.scores.items():
         lines.append(f"  {clf:<9} {_acc(s.accuracy, s.accuracy_sem)}   per network "
                      f"{_acc(s.run_accuracy, s.run_accuracy_sem)}")
