@@ -88,6 +88,8 @@ def test_results_json_holds_the_numbers_shown(report):
     assert shown["accuracy"] == pytest.approx(
         results.headline.section.scores[best].accuracy)
     assert 'id="model-internal"' in html and "Model-internal quantities" in html
+    assert saved["features"]["features"] == "recorded"
+    assert f"features: {saved['features']['description']}" in headline
 
 
 def test_report_opens_in_headless_chromium(report, tmp_path):
