@@ -20,6 +20,7 @@ accuracy"; per-layer accuracy beside it):
   geometry; the loss / accuracy curves alone as the control; everything recorded including
   the model-internal `alignment` for reference),
 - against the recording: units recorded, measurement noise, time points,
+- per observable against the recording (robustness to undersampling and noise),
 - held out by factor inside the training store (each task, activation, architecture left out),
 - which statistics carry the rule (permutation and impurity importance),
 - confusion matrices of the headline.
@@ -219,14 +220,16 @@ def main() -> int:
     p.add_argument("--out")
     p.add_argument("--quick", action="store_true", help="3 splits, 100 trees")
     p.add_argument("--only", nargs="*", default=None,
-                   help="parts to run: headline sensitivity factors anchor4")
+                   help="parts to run: headline sensitivity robustness factors importance "
+                        "anchor4")
     args = p.parse_args()
     label = STUDIES[args.study]
     train_path = args.train or f"runs/{args.study}-train"
     test_path = args.test or f"runs/{args.study}-test"
     out_path = Path(args.out or f"runs/{args.study}-results.json")
     splits, trees = (3, 100) if args.quick else (5, 200)
-    parts = set(args.only or ["headline", "sensitivity", "factors", "importance", "anchor4"])
+    parts = set(args.only or ["headline", "sensitivity", "robustness", "factors", "importance",
+                               "anchor4"])
     t0, c0 = time.time(), time.process_time()
     train, test = open_store(train_path), open_store(test_path)
     results: dict[str, Any] = {
@@ -283,6 +286,22 @@ def main() -> int:
                                                           "test_layer")}})
             results["sensitivity"] = rows
             print(table(rows, ["units", "noise", "time_points", "cv_run", "cv_layer",
+                               "test_run", "test_layer"]))
+        if "robustness" in parts:
+            # the anchor's claim: statistics of activity are more robust to undersampling and
+            # measurement noise than those of the weights
+            rows = []
+            for name, obs in (("weights", ["weights"]), ("activations", ["activations"]),
+                              ("activity change", ["activity_change"])):
+                for units, noise in ((0, 0.0), (100, 0.1), (30, 0.3)):
+                    say(f"robustness {name} units {units} noise {noise}")
+                    r = measure(train, test, label, obs, reference="initial", units=units,
+                                noise=noise, time_points=None, splits=splits, trees=trees)
+                    rows.append({"observables": name, "units": units, "noise": noise,
+                                 **{k: r[k] for k in ("cv_run", "cv_layer", "test_run",
+                                                      "test_layer")}})
+            results["robustness"] = rows
+            print(table(rows, ["observables", "units", "noise", "cv_run", "cv_layer",
                                "test_run", "test_layer"]))
         if "factors" in parts:
             rows = []
