@@ -211,7 +211,7 @@ def param_grid(name: str, quick: bool = False) -> dict[str, list[Any]]:
     if name == "linear":
         return {"C": [0.01, 1.0]} if quick else {"C": [0.001, 0.01, 0.1, 1.0, 10.0]}
     if name == "forest":
-        return ({"max_features": [0.1, 0.3]} if quick else
+        return ({"max_features": ["sqrt", 0.1]} if quick else
                 {"max_features": ["sqrt", 0.1, 0.3], "min_samples_leaf": [1, 3]})
     if name == "temporal":
         return ({"weight_decay": [1e-3]} if quick else

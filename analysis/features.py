@@ -55,6 +55,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 from lrsim.contract import (
     CONTROL_OBSERVABLES,
+    GEOMETRY_OBSERVABLES,
     MODEL_INTERNAL,
     OBSERVABLES,
     POPULATION,
@@ -65,6 +66,12 @@ from lrsim.contract import (
 from lrsim.errors import ConfigError
 
 _VIEW_DIMS = {RUN, *VIEW_DIMS}
+REFERENCES = ("none", "initial")
+TIME_AXES = ("step", "progress")
+# channels that are >= 0 by construction, besides the abs_ / sq_ statistics and var / norm
+_POSITIVE = {"dimensionality", "coupling", "loss", "rate", "cv_isi", "fano", "synchrony"}
+# channels already relative to an earlier measurement: no reference taken
+_SELF_REFERENCED = {"rsa_initial", "rsa_previous"}
 ROLES = ("exc", "inh")
 READOUT = "readout"
 _POPULATION_DIMS = {"run", "time", POPULATION, "units", "noise"}
@@ -121,13 +128,29 @@ def unrecorded_observables(ds: xr.Dataset) -> dict[str, int]:
 
 def default_observables(ds: xr.Dataset) -> list[str]:
     """The experimentalist's observables present in `ds`: weights, activations, activity
-    change, any other variable with `layer` and `stat` dims, then the spiking statistics
-    (per-population variables) that every run records."""
+    change, any other variable with `layer` and `stat` dims, the population geometry of the
+    recorded activity (`GEOMETRY_OBSERVABLES`) where every run records it, then the spiking
+    statistics (per-population variables) that every run records."""
     found = [o for o in OBSERVABLES if o in ds.data_vars]
     extra = [str(v) for v in ds.data_vars if str(v) not in found
              and {"layer", "stat", "time"} <= set(ds[v].dims) and set(ds[v].dims) <= _VIEW_DIMS]
+    geometry = [o for o in GEOMETRY_OBSERVABLES if o in ds.data_vars and not runs_without(ds, o)]
     spiking = [o for o in population_variables(ds) if not runs_without(ds, o)]
-    return found + sorted(extra) + spiking
+    return found + sorted(extra) + geometry + spiking
+
+
+def is_positive(channel: str) -> bool:
+    """Whether a feature channel (`observable.stat`, `observable`, `observable.role`) is >= 0
+    by construction: the abs_ and sq_ statistics (except skew and kurtosis), raw_var and
+    raw_norm, and the non-negative quantities (dimensionality, coupling, loss, firing rate,
+    CV, Fano factor, synchrony)."""
+    obs, _, rest = channel.partition(".")
+    if obs in _POSITIVE:
+        return True
+    transform, _, stat = rest.partition("_")
+    if transform not in ("raw", "abs", "sq") or stat in ("", "skew", "kurtosis"):
+        return False
+    return transform in ("abs", "sq") or stat in ("var", "norm")
 
 
 def _last_layer(ds: xr.Dataset) -> xr.DataArray:
@@ -197,13 +220,22 @@ class TrajectoryFeatures(TransformerMixin, BaseEstimator):
     depth : append the layer's relative depth as the last feature.
     signed_log : read every value as sign(x) log(1 + |x|) (statistics such as `sq_kurtosis`
         span many orders of magnitude; the map is monotone, so trees are unaffected, and linear
-        and neural classifiers see tamer inputs).
+        and neural classifiers see tamer inputs). With `reference = "initial"` it applies to
+        the differences only (log-ratios are already tame).
+    reference : "none" (the recorded values) or "initial": every channel relative to its value
+        at the first time point t_0 (before learning), so that what the initialisation, the
+        width, the input scale and the task set is divided out and what learning changed is
+        left (see `relative_to_initial`).
+    time_axis : "step" (the recorded time points) or "progress": every trajectory resampled at
+        evenly spaced points of the network's own learning progress (`learning_progress`: the
+        path its output layer's recorded activity has travelled, as a fraction of the whole),
+        so that runs learning at different speeds are compared at the same stage.
     """
 
     def __init__(self, observables: Sequence[str] | None = None,
                  stats: Sequence[str] | None = None, units: int = 0, noise: float = 0.0,
                  time_points: int | None = None, fraction: float = 1.0, depth: bool = True,
-                 signed_log: bool = True):
+                 signed_log: bool = True, reference: str = "none", time_axis: str = "step"):
         self.observables = observables
         self.stats = stats
         self.units = units
@@ -212,9 +244,21 @@ class TrajectoryFeatures(TransformerMixin, BaseEstimator):
         self.fraction = fraction
         self.depth = depth
         self.signed_log = signed_log
+        self.reference = reference
+        self.time_axis = time_axis
 
     def fit(self, ds: xr.Dataset, y: Any = None) -> TrajectoryFeatures:
         """Check the request against the store; fix channels, time indices, feature names."""
+        if self.reference not in REFERENCES:
+            raise ConfigError(f"reference must be one of {', '.join(REFERENCES)} "
+                              f"(got {self.reference!r})")
+        if self.time_axis not in TIME_AXES:
+            raise ConfigError(f"time_axis must be one of {', '.join(TIME_AXES)} "
+                              f"(got {self.time_axis!r})")
+        if self.time_axis == "progress" and "activity_change" not in ds.data_vars:
+            raise ConfigError("time_axis 'progress' needs the store's activity_change (the "
+                              "output layer's activity path); the store records "
+                              f"{', '.join(sorted(str(v) for v in ds.data_vars))}")
         obs = list(self.observables) if self.observables is not None else default_observables(ds)
         if not obs:
             raise ConfigError("no observables: the store has none of "
@@ -315,6 +359,48 @@ class TrajectoryFeatures(TransformerMixin, BaseEstimator):
             parts.append(da.transpose("run", "layer", "channel", "time"))
         return xr.concat(parts, dim="channel").astype(float)
 
+    def learning_progress(self, ds: xr.Dataset) -> xr.DataArray:
+        """Per run, the fraction of its learning done at each seen time point (run, time):
+        p(t) = integral_0^t v / integral_0^T v (trapezoids over the seen points), with the
+        speed v(t) = raw_norm of the output layer's recorded activity change at t, in this
+        view (at t_0, where no change exists yet, the first recorded one). A run whose output
+        never changes gets p = t / T."""
+        da = self._view(ds["activity_change"])
+        if "stat" in da.dims:
+            da = da.sel(stat="raw_norm") if "raw_norm" in da["stat"].values else np.sqrt(
+                da.sel(stat="sq_mean"))
+        last = _last_layer(ds)
+        v = da.where(last).max("layer").transpose("run", "time").values.astype(float)
+        first = np.take_along_axis(v, np.argmax(np.isfinite(v), axis=1)[:, None], 1)
+        v = np.where(np.isfinite(v), v, first)
+        v = np.where(np.isfinite(v), np.abs(v), 0.0)
+        t = np.arange(v.shape[1], dtype=float)
+        if v.shape[1] < 2:
+            return xr.DataArray(np.ones_like(v), dims=("run", "time"))
+        steps = 0.5 * (v[:, 1:] + v[:, :-1])
+        p = np.concatenate([np.zeros((len(v), 1)), np.cumsum(steps, axis=1)], axis=1)
+        total = p[:, -1:]
+        p = np.where(total > 0, p / np.where(total > 0, total, 1.0), t / t[-1])
+        return xr.DataArray(p, dims=("run", "time"), coords={"run": ds["run"].values})
+
+    def _initial(self, ds: xr.Dataset) -> dict[str, xr.DataArray]:
+        """Per observable with statistics, its statistics at the first time point in this
+        view (run, layer, stat); "activity_change" maps to the activations' (the size of the
+        activity the change is measured against)."""
+        out = {}
+        for o in self.observables_:
+            src = "activations" if o == "activity_change" else o
+            if src not in ds.data_vars or "stat" not in ds[src].dims:
+                continue
+            da = ds[src]
+            if "units" in da.dims:
+                da = da.sel(units=self.units)
+            if "noise" in da.dims:
+                da = da.sel(noise=float(self.noise), method="nearest")
+            da = da.isel(time=0, drop=True)
+            out[o] = da.drop_vars([c for c in da.coords if c not in da.dims]).astype(float)
+        return out
+
     def layer_exists(self, ds: xr.Dataset) -> xr.DataArray:
         """(run, layer) mask: a layer exists in a run where any of its layer-wise variables holds
         a finite value (stores of mixed architectures pad missing layers with NaN)."""
@@ -350,12 +436,19 @@ class TrajectoryFeatures(TransformerMixin, BaseEstimator):
         if not hasattr(self, "channels_"):
             raise ConfigError("TrajectoryFeatures must be fitted before transform")
         exists = self.layer_exists(ds).stack(sample=("run", "layer"))
-        cube = self.cube(ds).stack(sample=("run", "layer"))
+        cube = self.cube(ds)
+        logged = np.zeros(len(self.channels_), bool)
+        if self.reference == "initial":
+            cube, logged = relative_to_initial(cube, self._initial(ds))
+        if self.time_axis == "progress":
+            cube = resample_on_progress(cube, self.learning_progress(ds))
+        cube = cube.stack(sample=("run", "layer"))
         flat = cube.stack(feature=("channel", "time")).transpose("sample", "feature")
         x = np.nan_to_num(flat.values, nan=0.0, posinf=0.0, neginf=0.0)
         x = np.clip(x, -1e12, 1e12)
         if self.signed_log:
-            x = np.sign(x) * np.log1p(np.abs(x))
+            tame = np.repeat(~logged, self.n_times_)
+            x[:, tame] = np.sign(x[:, tame]) * np.log1p(np.abs(x[:, tame]))
         if self.depth:
             d = self.depth_of(ds).stack(sample=("run", "layer")).transpose("sample")
             x = np.concatenate([x, np.nan_to_num(d.values)[:, None]], axis=1)
@@ -363,6 +456,92 @@ class TrajectoryFeatures(TransformerMixin, BaseEstimator):
         runs = np.asarray(exists["run"].values)[keep].astype(str)
         layers = np.asarray(exists["layer"].values)[keep].astype(str)
         return x[keep], runs, layers
+
+
+def relative_to_initial(cube: xr.DataArray, initial: dict[str, xr.DataArray] | None = None
+                        ) -> tuple[xr.DataArray, np.ndarray]:
+    """Every channel of a feature cube (run, layer, channel, time) relative to its value
+    before learning, and which channels became log-ratios. With x0 = x(t_0), the first time
+    point, and s0 = sqrt(sq_mean(t_0)) the observable's root mean square then:
+
+        >= 0 by construction (`is_positive`):       log(x(t) / x0)
+        raw_mean, raw_median, raw_q75 (power 1):    (x(t) - x0) / s0
+        skew, kurtosis, other signed channels:      x(t) - x0
+        rsa_initial, rsa_previous:                  x(t) (already relative to earlier times)
+
+    `activity_change` (NaN at t_0: a change has no value before learning) is taken relative to
+    the activity itself: log(x(t) / a0) for its positive statistics, a0 the same statistic of
+    the activations at t_0, x(t) / s0 (s0 the activations' rms) for raw_mean / median / q75,
+    x(t) for skew and kurtosis. `initial` maps an observable to its statistics at t_0 (run,
+    layer, stat), with "activity_change" mapped to the activations'; where a reference is
+    missing, the channel's first finite value stands in (for activity change, its first
+    recorded change). A ratio with a zero or non-finite operand (a silent layer) is NaN, so
+    every result is unchanged when a network's weights or activity are scaled by a constant."""
+    initial = initial or {}
+    values = cube.values.astype(float)
+    out = np.full_like(values, np.nan)
+    channels = [str(c) for c in cube["channel"].values]
+    logged = np.zeros(len(channels), bool)
+
+    def at_start(obs: str, stat: str) -> np.ndarray | None:
+        ref = initial.get(obs)
+        if ref is None or stat not in ref["stat"].values:
+            return None
+        ref = ref.sel(stat=stat).sel(run=cube["run"], layer=cube["layer"])
+        return ref.transpose("run", "layer").values[..., None]
+
+    def ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = a / b
+        return np.where(np.isfinite(r), r, np.nan)
+
+    for j, ch in enumerate(channels):
+        x = values[:, :, j]
+        obs, _, stat = ch.partition(".")
+        if obs in _SELF_REFERENCED:
+            out[:, :, j] = x
+            continue
+        change = obs == "activity_change"
+        first = np.take_along_axis(x, np.argmax(np.isfinite(x), axis=-1)[..., None], -1)
+        x0 = first if change else x[..., :1]
+        power1 = stat in ("raw_mean", "raw_median", "raw_q75")
+        if is_positive(ch):
+            logged[j] = True
+            ref = at_start(obs, stat)
+            r = ratio(x, x0 if ref is None else ref)
+            out[:, :, j] = np.where(r > 0, np.log(np.where(r > 0, r, 1.0)), np.nan)
+        elif power1 and at_start(obs, "sq_mean") is not None:
+            s0 = np.sqrt(at_start(obs, "sq_mean"))
+            out[:, :, j] = ratio(x if change else x - x0, s0)
+        elif change and stat.endswith(("_skew", "_kurtosis")):
+            out[:, :, j] = x
+        else:
+            out[:, :, j] = x - x0
+    return cube.copy(data=out), logged
+
+
+def resample_on_progress(cube: xr.DataArray, progress: xr.DataArray) -> xr.DataArray:
+    """Each run's trajectories (cube: run, layer, channel, time) linearly interpolated at
+    evenly spaced learning progress q_j = j / (T - 1), from its progress p (run, time: seen time
+    points, increasing from 0 to 1; `TrajectoryFeatures.learning_progress`). A value missing
+    (NaN) at a time point is interpolated from the neighbours that have one."""
+    values = cube.transpose("run", "layer", "channel", "time").values.astype(float)
+    p = progress.sel(run=cube["run"]).transpose("run", "time").values
+    n_t = values.shape[-1]
+    q = np.linspace(0.0, 1.0, n_t)
+    out = np.full_like(values, np.nan)
+    for r in range(values.shape[0]):
+        x = values[r].reshape(-1, n_t)
+        pr = np.maximum.accumulate(p[r])
+        res = np.full_like(x, np.nan)
+        for i, row in enumerate(x):
+            ok = np.isfinite(row)
+            if ok.sum() >= 2:
+                res[i] = np.interp(q, pr[ok], row[ok])
+            elif ok.sum() == 1:
+                res[i] = row[ok][0]
+        out[r] = res.reshape(values.shape[1:])
+    return cube.transpose("run", "layer", "channel", "time").copy(data=out)
 
 
 @dataclass

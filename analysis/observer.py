@@ -18,6 +18,10 @@ NeurIPS), with the experimentalist's constraints applied before the statistics:
                      the variance statistic rises by sigma^2 rms(x)^2 in expectation
     statistics       `ViewStatistics`: `lrsim.analysis.stats.summary_stats` of every (units,
                      noise) view of every observable, batched per sample size
+    geometry         `GeometryViews`: the population geometry of every view's recorded (noisy)
+                     activity over the stimuli (`lrsim.analysis.geometry`): dimensionality,
+                     representational similarity with the first and the previous measurement
+                     and with the layer below, coupling of two connected layers
     spike trains     `population_statistics`: rate, CV of ISI, Fano factor, correlation,
                      synchrony and E/I balance per population and window
                      (`lrsim.analysis.spike_stats`)
@@ -39,10 +43,13 @@ import torch
 import xarray as xr
 from torch import Tensor
 
-from lrsim.analysis import spike_stats
+from lrsim.analysis import geometry, spike_stats
 from lrsim.analysis.stats import summary_stats
+from lrsim.config import check_units  # noqa: F401 - re-exported for the observers
 from lrsim.contract import (
     BALANCE_STATISTICS,
+    GEOMETRY_DIMS,
+    GEOMETRY_OBSERVABLES,
     SPIKING_STATISTICS,
     VIEW_DIMS,
     layer_depths,
@@ -50,7 +57,6 @@ from lrsim.contract import (
     run_attributes,
     variable_attrs,
 )
-from lrsim.errors import ConfigError
 from lrsim.metadata import describe
 
 if TYPE_CHECKING:
@@ -76,17 +82,6 @@ def schedule_steps(total_steps: int, spec: ObserveSpec) -> list[int]:
 
 
 # -- which units ------------------------------------------------------------------------------
-def check_units(units: Sequence[int], hidden: Sequence[int]) -> None:
-    """ConfigError (before any training) when a unit count exceeds a hidden layer's width."""
-    for u in units:
-        if hidden and u > min(hidden):
-            l = int(np.argmin(hidden))
-            raise ConfigError(
-                f"observe.units: {u} units exceeds hidden layer 'layer{l + 1}' of width "
-                f"{hidden[l]} (hidden widths {', '.join(map(str, hidden))}); "
-                f"use counts <= {min(hidden)}, or 0 for all units")
-
-
 def unit_order(seed: int, layer: int, n: int) -> np.ndarray:
     """The run's random order of layer `layer`'s n units (recorded units: its first u)."""
     return np.random.default_rng([int(seed), 2, layer]).permutation(n)
@@ -153,6 +148,74 @@ class ViewStatistics:
                 obs, l, v, _ = pending[i]
                 # (K, Z, S) -> the (K, S, Z) slot of time t, layer l, view v
                 self.data[obs][:, t, l, :, v, :] = stats[:, j * z:(j + 1) * z].transpose(0, 2, 1)
+
+
+# -- population geometry ----------------------------------------------------------------------
+RSA_PROBES = 64  # stimuli behind the RDMs of the rsa_* observables (the first of the probe set)
+
+
+class GeometryViews:
+    """The population-geometry observables (`GEOMETRY_OBSERVABLES` among `observables`) of
+    every layer and (units, noise) view over a run: arrays (K, T, L, U, Z) (NaN where nothing
+    was measured). `record(t, activity, stimuli)` measures one time point from the recorded
+    activity of every (layer, view), (K, Z, P, u): P stimuli x u recorded units, noise already
+    applied, exactly what the recording gives; `stimuli` (K, P, n_in) are the inputs (the
+    "layer below" layer 1). With `same_stimuli = False` (the stimuli differ between time
+    points, as the trials of a spiking run's windows) the similarities across time are left
+    NaN: no RDM of the same stimuli exists to compare with."""
+
+    def __init__(self, observables: Sequence[str], k: int, n_time: int, n_layers: int,
+                 n_units: int, n_noise: int, *, same_stimuli: bool = True):
+        shape = (k, n_time, n_layers, n_units, n_noise)
+        self.data = {o: np.full(shape, np.nan) for o in observables
+                     if o in GEOMETRY_OBSERVABLES}
+        self.same_stimuli = same_stimuli
+        self._first: dict[tuple[int, int], np.ndarray] = {}
+        self._previous: dict[tuple[int, int], np.ndarray] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.data)
+
+    def record(self, t: int, activity: Mapping[tuple[int, int], np.ndarray],
+               stimuli: np.ndarray) -> None:
+        """The geometry of every (layer, view) in `activity` at time index t."""
+        want = self.data
+        n_layers, n_views = want[next(iter(want))].shape[2:4]
+        first = activity[(0, 0)]
+        k, z, p = first.shape[:3]
+        n_rsa = min(RSA_PROBES, p)
+        x0 = np.broadcast_to(np.asarray(stimuli, float)[:, None], (k, z, *stimuli.shape[1:]))
+        across_time = self.same_stimuli and bool({"rsa_initial", "rsa_previous"} & set(want))
+        rdms: dict[tuple[int, int], np.ndarray] = {}
+        if "rsa_layer" in want:
+            below = geometry.rdm(x0[:, :, :n_rsa])
+            rdms.update({(-1, v): below for v in range(n_views)})
+        for l in range(n_layers):
+            for v in range(n_views):
+                a = activity[(l, v)]
+                pre = x0 if l == 0 else activity[(l - 1, v)]
+                if "dimensionality" in want:
+                    want["dimensionality"][:, t, l, v] = geometry.dimensionality(a)
+                if "coupling" in want:
+                    want["coupling"][:, t, l, v] = geometry.coupling(pre, a)
+                if not across_time and "rsa_layer" not in want:
+                    continue
+                d = rdms[(l, v)] = geometry.rdm(a[:, :, :n_rsa])
+                if "rsa_layer" in want:
+                    want["rsa_layer"][:, t, l, v] = geometry.rdm_similarity(d, rdms[(l - 1, v)])
+                if not across_time:
+                    continue
+                start = self._first.setdefault((l, v), d)
+                if "rsa_initial" in want and start is not d:
+                    want["rsa_initial"][:, t, l, v] = geometry.rdm_similarity(d, start)
+                before = self._previous.get((l, v))
+                if "rsa_previous" in want and before is not None:
+                    want["rsa_previous"][:, t, l, v] = geometry.rdm_similarity(d, before)
+                self._previous[(l, v)] = d
+
+    def variables(self, k: int) -> dict[str, tuple[tuple[str, ...], np.ndarray]]:
+        """Replica k's geometry as Dataset variables (dims `GEOMETRY_DIMS`)."""
+        return {o: (GEOMETRY_DIMS, a[k].copy()) for o, a in self.data.items()}
 
 
 # -- spike trains -----------------------------------------------------------------------------

@@ -15,7 +15,7 @@ def autograd_grads(net: RateNetwork, x, t, activation: str, loss: str):
     ws = [w.clone().requires_grad_(True) for w in net.weights]
     bs = [b.clone().requires_grad_(True) for b in net.biases]
     act = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid,
-           "linear": lambda z: z}[activation]
+           "linear": lambda z: z, "elu": torch.nn.functional.elu}[activation]
     h = x
     for l, (w, b) in enumerate(zip(ws, bs)):
         h = torch.einsum("kni,koi->kno", h, w) + b[:, None, :]

@@ -213,6 +213,10 @@ SCANS = [
               "1,000,000,000 runs"),
     scan_file("scan-product-too-large", SCAN + '"train.lr" = {log_uniform = [0.01, 0.1]}\n'
               "samples = 100000\n", "runs"),
+    scan_file("scan-units-wider-than-a-scanned-layer",
+              replace("points = 2", "points = 2\nunits = [0, 5]", SCAN)
+              + '"model.hidden" = [[8, 6], [8, 4]]\n',
+              "(model.hidden=[8, 4], seed=0): observe.units: 5 units exceeds"),
     scan_file("scan-nan-bound", SCAN + '"train.lr" = {log_uniform = [nan, 0.1]}\n', "finite"),
     scan_file("scan-inf-bound", SCAN + '"train.weight_decay" = {uniform = [0.0, inf]}\n',
               "finite"),
@@ -293,8 +297,13 @@ IDENTIFY = [
     Case("identify-permutations-zero", (*STORE, "--permutations", "0"), "--permutations"),
     Case("identify-jobs-zero", (*STORE, "--jobs", "0"), "--jobs"),
     Case("identify-seed-not-int", (*STORE, "--seed", "x"), "invalid int"),
+    Case("identify-unknown-features", (*STORE, "--features", "absolute"),
+         "argument --features: invalid choice: 'absolute'"),
+    Case("identify-unknown-time-axis", (*STORE, "--time-axis", "epoch"),
+         "argument --time-axis: invalid choice: 'epoch'"),
     Case("identify-test-missing", (*STORE, "--test", "{d}/nope"), "not a folder of run files"),
-    Case("identify-test-is-training-store", (*STORE, "--test", "{store}"), "shares"),
+    Case("identify-test-is-training-store", (*STORE, "--test", "{store}"),
+         "is the training store itself"),
     Case("identify-holdout-without-value", (*STORE, "--holdout"), "expected one argument"),
     Case("identify-single-class", STORE, "single value"),
 ]

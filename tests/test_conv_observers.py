@@ -57,3 +57,26 @@ def test_mlp_and_conv_runs_share_the_trajectory_format():
     for name in mlp.data_vars:
         assert mlp[name].dims == conv[name].dims, name
     assert (mlp.attrs["architecture"], conv.attrs["architecture"]) == ("8-8", "c4-8")
+
+
+def test_identify_runs_on_a_store_mixing_mlp_and_conv_runs(tmp_path):
+    """One store of MLP and conv networks (two rules each): the identification reads both,
+    and holding out the conv architecture trains on the MLPs and tests on the conv nets."""
+    from lrsim.analysis.identify import identify
+    from lrsim.store import open_scan, write_run
+
+    for rule in ("backprop", "feedback_alignment"):
+        for model in ({"hidden": [8, 8]}, {"conv": [4], "pool": 2, "hidden": [8]}):
+            d = exp_dict(model)
+            d["rule"] = {"name": rule}
+            d["train"]["replicas"] = 3
+            d["seed"] = 11
+            for ds in run_experiment(parse(d)).datasets:
+                write_run(ds, tmp_path)
+    store = open_scan(tmp_path).load()
+    assert sorted(set(store["architecture"].values)) == ["8-8", "c4-8"]
+    r = identify(store, holdout="architecture=c4-8", classifiers=["forest"], quick=True,
+                 n_splits=3, n_permutations=2)
+    held = [h for h in r.headline.held_out if h.name == "architecture=c4-8"]
+    assert held and (held[0].n_train_runs, held[0].n_test_runs) == (6, 6)
+    assert 0.0 <= held[0].scores["forest"].accuracy <= 1.0

@@ -7,18 +7,12 @@ import numpy as np
 import pytest
 
 from lrsim.analysis.classifiers import make_classifier
-from lrsim.analysis.evaluation import (
-    RepeatedStratifiedGroupSplit,
-    cross_validate,
-    fit_and_score,
-    holdout_mask,
-    importance,
-    parse_holdout,
-    permutation_null,
-    protocol_cost,
-    sem,
-)
+from lrsim.analysis.crossval import cross_validate, fit_and_score
 from lrsim.analysis.features import TrajectoryFeatures, make_samples, synthetic_scan
+from lrsim.analysis.generalisation import holdout_mask, parse_holdout
+from lrsim.analysis.importance import importance
+from lrsim.analysis.null import permutation_null
+from lrsim.analysis.splits import RepeatedStratifiedGroupSplit, sem
 from lrsim.errors import ConfigError
 
 PLANTED = "weights.abs_q75"
@@ -104,18 +98,23 @@ def test_planted_signal_is_found(request, clf, data, floor):
     """Chance is 1/3; the small conv net trained on ~56 runs gets ~0.89 (measured)."""
     samples = request.getfixturevalue(data)
     r = cross_validate(samples, clf, RepeatedStratifiedGroupSplit(10, 0.25, 0), quick=True)
-    assert r["n_splits"] == 10
-    assert r["accuracy_mean"] >= floor, r["accuracy_mean"]
-    assert r["accuracy_sem"] == pytest.approx(sem(r["accuracy_per_split"]))
-    np.testing.assert_allclose(r["accuracy_sem"], np.std(r["accuracy_per_split"], ddof=1)
+    assert r.n_splits == 10
+    assert r.accuracy >= floor, r.accuracy
+    assert r.accuracy_sem == pytest.approx(sem(r.accuracy_per_split))
+    np.testing.assert_allclose(r.accuracy_sem, np.std(r.accuracy_per_split, ddof=1)
                                / np.sqrt(10))
+    # confusion counts: every test sample once per split, rows = true class
+    counts = np.asarray(r.confusion.counts)
+    assert counts.sum() == sum(len(te) for _, te in RepeatedStratifiedGroupSplit(
+        10, 0.25, 0).split(samples.X, samples.y, samples.groups))
+    assert np.trace(counts) / counts.sum() == pytest.approx(r.accuracy, abs=0.02)
 
 
 def test_importance_ranks_the_planted_statistic_first(planted):
     est = make_classifier("forest", quick=True, tune=False)
     rows = importance(planted, est, RepeatedStratifiedGroupSplit(10, 0.25, 0), n_repeats=2)
-    assert rows[0]["channel"] == PLANTED
-    assert rows[0]["drop_mean"] > 0.2 > max(r["drop_mean"] for r in rows[1:])
+    assert rows[0].channel == PLANTED
+    assert rows[0].drop > 0.2 > max(r.drop for r in rows[1:])
 
 
 def test_without_the_signal_accuracy_is_at_chance(no_signal):
@@ -124,19 +123,19 @@ def test_without_the_signal_accuracy_is_at_chance(no_signal):
     r = cross_validate(no_signal, est, splitter)
     chance = 1 / 3
     # 10 splits of 9 test runs each: the mean of pure guessing has s.e. ~ 0.1 / sqrt(10)
-    assert abs(r["accuracy_mean"] - chance) < 0.12, r["accuracy_mean"]
-    null = permutation_null(no_signal, est, splitter, 5, r["accuracy_mean"])
-    assert null["p_value"] > 0.05
-    assert abs(null["mean"] - chance) < 0.12
+    assert abs(r.accuracy - chance) < 0.12, r.accuracy
+    null = permutation_null(no_signal, est, splitter, 5, r.accuracy)
+    assert null.p_value > 0.05 and null.at_chance
+    assert abs(null.mean - chance) < 0.12
 
 
 def test_null_of_a_real_signal_is_far_below_it(planted):
     splitter = RepeatedStratifiedGroupSplit(10, 0.25, 0)
     est = make_classifier("forest", quick=True, tune=False)
-    obs = cross_validate(planted, est, splitter)["accuracy_mean"]
+    obs = cross_validate(planted, est, splitter).accuracy
     null = permutation_null(planted, est, splitter, 4, obs)
-    assert null["q95"] < 0.6 < 0.9 <= obs
-    assert null["p_value"] == pytest.approx(1 / 5)
+    assert null.q95 < 0.6 < 0.9 <= obs
+    assert null.p_value == pytest.approx(1 / 5)
 
 
 def test_holdout_values():
@@ -149,12 +148,3 @@ def test_holdout_values():
     assert holdout_mask(lr, "0.1").tolist() == [False, False, False, True]
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         parse_holdout("architecture")
-
-
-def test_protocol_cost_order():
-    cheap_first = sorted([("all", 0, 0.0, 11), ("weights", 8, 0.0, 11),
-                          ("activations", 8, 0.0, 11), ("activations", 8, 0.2, 11),
-                          ("activations", 8, 0.0, 3)], key=lambda p: protocol_cost(*p))
-    assert cheap_first == [("activations", 8, 0.0, 3), ("activations", 8, 0.2, 11),
-                           ("activations", 8, 0.0, 11), ("weights", 8, 0.0, 11),
-                           ("all", 0, 0.0, 11)]

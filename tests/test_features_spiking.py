@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from lrsim.analysis.evaluation import cheapest_protocol, protocol_sentence
 from lrsim.analysis.features import (
     SPIKING_OBSERVABLES,
     TrajectoryFeatures,
@@ -24,6 +23,8 @@ from lrsim.analysis.features import (
     make_samples,
     unrecorded_observables,
 )
+from lrsim.analysis.protocol import protocol_sentence, search_protocols
+from lrsim.analysis.results import Protocol
 from lrsim.cli import main
 from lrsim.config import parse
 from lrsim.errors import ConfigError
@@ -192,14 +193,13 @@ def test_protocol_search_names_spiking_statistics_only_with_all_units(runs):
         seen.append((tuple(observables), units))
         return {"accuracy_mean": 1.0, "accuracy_sem": 0.0}
 
-    out = cheapest_protocol(store, ["weights", "rate", "fano"], [2, 4], always)
-    tried = {(r["observable"], r["units"]) for r in out["tried"]}
+    out = search_protocols(store, ["weights", "rate", "fano"], [2, 4], always)
+    tried = {(r.observable, r.units) for r in out.tried}
     assert {("weights", 0), ("weights", 8), ("rate", 0), ("fano", 0)} <= tried
     assert ("rate", 8) not in tried and ("fano", 8) not in tried
-    assert out["cheapest"]["observable"] in ("weights", "all measurable")
-    assert out["cheapest"]["units"] == 8
-    row = {"observable": "cv_isi", "units": 0, "noise": 0.0, "time_points": 3,
-           "accuracy_mean": 0.95, "accuracy_sem": 0.01}
+    assert out.cheapest.observable in ("weights", "all measurable")
+    assert out.cheapest.units == 8
+    row = Protocol("cv_isi", 0, 0.0, 3, 0.95, 0.01)
     assert "is the CV of the interspike intervals from all units" in protocol_sentence(
         row, "rule", 0.9)
 
@@ -214,7 +214,8 @@ def test_identify_cli_on_a_spiking_store(runs, tmp_path, capsys):
     results = json.loads((out / "results.json").read_text())
     assert results["observables"] == ["weights", "rate", "synchrony"]
     assert results["measurable_observables"] == ["weights", "rate", "synchrony"]
-    assert {"rate", "synchrony", "weights+rate+synchrony"} <= set(results["per_observable"])
+    assert {"rate", "synchrony", "weights+rate+synchrony"} <= {
+        o["name"] for o in results["per_observable"]}
     channels = {row["channel"] for row in results["importance"]}
     assert {"rate.exc", "rate.inh", "synchrony.exc", "synchrony.inh"} <= channels
     assert channels - {"depth"} == {"rate.exc", "rate.inh", "synchrony.exc", "synchrony.inh",
@@ -226,7 +227,7 @@ def test_identify_cli_on_a_spiking_store(runs, tmp_path, capsys):
     spiking_rows = [r for r in tried if r["observable"] in ("rate", "synchrony")]
     assert spiking_rows and all(r["units"] == 0 for r in spiking_rows)
     assert results["view"] == {"units": 0, "noise": 0.0}
-    assert [r["value"] for r in results["sweeps"]["units"]] == [0, 8]
+    assert [r["value"] for r in results["headline"]["breakdown"]["units"]] == [0, 8]
 
 
 @pytest.mark.slow
@@ -235,7 +236,7 @@ def test_identify_cli_on_a_spiking_store_by_default(runs, tmp_path, capsys):
     assert main(["identify", str(runs["root"] / "spiking"), "--out", str(out), *QUICK]) == 0
     results = json.loads((out / "results.json").read_text())
     assert set(SPIKING_OBSERVABLES) <= set(results["measurable_observables"])
-    assert set(SPIKING_OBSERVABLES) <= set(results["per_observable"])
+    assert set(SPIKING_OBSERVABLES) <= {o["name"] for o in results["per_observable"]}
     assert results["observables_left_out"] == {}
     channels = {row["channel"] for row in results["importance"]}
     assert {"rate.exc", "cv_isi.inh", "ei_balance.exc", "ei_correlation.exc"} <= channels

@@ -213,9 +213,8 @@ def test_divergence_keeps_the_trajectory_up_to_that_step():
 
 
 def test_units_larger_than_a_layer_is_refused_before_training():
-    exp = parse(small(units=[9]))  # the 8-unit hidden layer
     with pytest.raises(ConfigError, match="observe.units.*9.*hidden layer .layer2. of width 8"):
-        run_experiment(exp)
+        parse(small(units=[9]))  # the 8-unit hidden layer: refused with the file
 
 
 def test_observe_disabled_gives_final_values_only():

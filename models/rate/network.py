@@ -27,6 +27,10 @@ ACTIVATIONS = {
     "tanh": (torch.tanh, lambda z, h: 1 - h * h, 1.0),
     "sigmoid": (torch.sigmoid, lambda z, h: h * (1 - h), 1.0),
     "linear": (lambda z: z, lambda z, h: torch.ones_like(z), 1.0),
+    # ELU (Clevert, Unterthiner & Hochreiter 2016, ICLR): z for z > 0, e^z - 1 below, so
+    # f'(z) = h + 1 there; He's gain as for relu
+    "elu": (torch.nn.functional.elu, lambda z, h: torch.where(z > 0, torch.ones_like(z), h + 1),
+            math.sqrt(2.0)),
 }
 LOSSES = ("cross_entropy", "mse")
 

@@ -15,6 +15,10 @@ the output layer included):
     loss             training loss on (the first 128 samples of) the training set
     test_accuracy    accuracy on (the first 256 samples of) the test set (NaN for regression)
 
+and, where `[observe] observables` lists them, the population geometry of the recorded units'
+noisy activity over the probe inputs (`lrsim.analysis.observer.GeometryViews`: dimensionality,
+rsa_initial, rsa_previous, rsa_layer, coupling; layer 1's layer below is the probe inputs).
+
 Undersampling, measurement noise and the statistics follow the core. Noise draws come from one
 torch generator per replica (seeded by its seed). Time points at or after a replica's divergence
 step are NaN.
@@ -31,6 +35,7 @@ import xarray as xr
 from torch import Tensor
 
 from lrsim.analysis.observer import (
+    GeometryViews,
     ViewStatistics,
     check_units,
     describe_variables,
@@ -42,7 +47,7 @@ from lrsim.analysis.observer import (
     unit_order,
 )
 from lrsim.config import ObserveSpec
-from lrsim.contract import check_stats, run_attributes
+from lrsim.contract import OBSERVABLES, check_stats, run_attributes
 from lrsim.models.rate.network import loss_and_error
 from lrsim.models.rate.train import TrainContext, TrainResult
 from lrsim.rules.base import alignment_angles
@@ -116,8 +121,11 @@ class RateObserver:
         self._gens = [torch.Generator(device=dev).manual_seed(int(s) * 1_000_003 + 3)
                       for s in seeds]
         self._probe(ctx)
-        self._views = ViewStatistics(self.observables, k, len(self._steps), self.L,
-                                     self.stat_names, len(self.units), len(self.noise))
+        self._views = ViewStatistics([o for o in self.observables if o in OBSERVABLES], k,
+                                     len(self._steps), self.L, self.stat_names,
+                                     len(self.units), len(self.noise))
+        self._geometry = GeometryViews(self.observables, k, len(self._steps), self.L,
+                                       len(self.units), len(self.noise))
         t = len(self._steps)
         self._alignment = np.full((k, t, self.L), np.nan)
         self._loss = np.full((k, t), np.nan)
@@ -155,17 +163,27 @@ class RateObserver:
         t = self._index[step]
         net = ctx.net
         every = net.activity(self._inputs)
+        n_pr = self._parts[0]
         # per unit: a dense layer's outputs, a conv layer's channels (mean over positions)
-        self._add_views(net, [layer.unit_activity(h[:, :self._parts[0]])
-                              for layer, h in zip(net.layers, every)])
+        seen = self._add_views(net, [layer.unit_activity(h[:, :n_pr])
+                                     for layer, h in zip(net.layers, every)])
         self._views.summarise(t)
+        if self._geometry:
+            z = len(self.noise)
+            acts = {key: a.detach().cpu().double().numpy().reshape(self.K, z, n_pr, -1)
+                    for key, a in seen.items()}
+            self._geometry.record(t, acts, self._inputs[:, :n_pr].detach().cpu().double()
+                                  .numpy())
         self._alignment[:, t] = alignment_angles(ctx.rule, ctx.rule_state, net.weights,
                                                  net.layers).numpy()
         self._behaviour(t, ctx, every[-1])
 
-    def _add_views(self, net: Any, posts: list[Tensor]) -> None:
-        """The weight and probe-activity views of every layer and unit count."""
-        activity = "activations" in self.observables or "activity_change" in self.observables
+    def _add_views(self, net: Any, posts: list[Tensor]) -> dict[tuple[int, int], Tensor]:
+        """The weight and probe-activity views of every layer and unit count; returns the
+        recorded (noisy) probe activity per (layer, view), (K, Z, P * u), where measured."""
+        activity = ("activations" in self.observables or "activity_change" in self.observables
+                    or bool(self._geometry))
+        out: dict[tuple[int, int], Tensor] = {}
         for l in range(self.L):
             for v, idx in enumerate(self._unit_idx[l]):
                 if "weights" in self.observables:
@@ -178,7 +196,7 @@ class RateObserver:
                 h = posts[l]
                 if idx is not None:
                     h = h.gather(2, idx.unsqueeze(1).expand(-1, h.shape[1], -1))
-                seen = self._measure(h.reshape(self.K, -1))
+                seen = out[(l, v)] = self._measure(h.reshape(self.K, -1))
                 if "activations" in self.observables:
                     self._views.add("activations", l, v, seen)
                 if "activity_change" in self.observables:
@@ -186,6 +204,7 @@ class RateObserver:
                     if before is not None:
                         self._views.add("activity_change", l, v, seen - before)
                     self._previous[(l, v)] = seen
+        return out
 
     def _behaviour(self, t: int, ctx: TrainContext, out: Tensor) -> None:
         """Loss on the training samples and accuracy on the test samples of the probe batch."""
@@ -204,7 +223,8 @@ class RateObserver:
             ds = trajectory_dataset(
                 self._steps, self.stat_names, self.units, self.noise,
                 {o: a[k].copy() for o, a in self._views.data.items()},
-                self._alignment[k].copy(), self._loss[k].copy(), self._accuracy[k].copy())
+                self._alignment[k].copy(), self._loss[k].copy(), self._accuracy[k].copy(),
+                self._geometry.variables(k))
             d = result.diverged_step[k]
             if d is not None:  # keep the trajectory up to the divergence
                 ds = ds.where(ds["step"] < d)

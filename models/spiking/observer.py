@@ -19,6 +19,12 @@ block), per plastic projection / layer l:
     ei_balance, ei_correlation   per hidden E population from its recorded I_e, I_i
     dale_violations  plastic weights of the wrong sign at each time point (always 0)
 
+and, where `[observe] observables` lists them, the population geometry of the recorded units'
+noisy trial rates in the window (`lrsim.analysis.observer.GeometryViews`, the window's trials
+as the stimuli; layer 1's layer below is the input neurons' rates): dimensionality, rsa_layer,
+coupling. rsa_initial and rsa_previous stay NaN: consecutive windows hold other trials, so no
+RDM of the same stimuli exists to compare with.
+
 Undersampling (`units`) and measurement noise (`noise`) follow the core; the noise draws come
 from one numpy generator per run (seeded [seed, 3]); recorded units are taken in index order.
 """
@@ -34,6 +40,7 @@ import xarray as xr
 from brian2 import ms, mV
 
 from lrsim.analysis.observer import (
+    GeometryViews,
     ViewStatistics,
     check_units,
     describe_variables,
@@ -162,8 +169,9 @@ class SpikingObserver:
         return loss_t, acc_t
 
     def views(self, exp: Experiment, seed: int, net: Any,
-              windows: list[tuple[int, int]]) -> ViewStatistics:
-        """Statistics of the weight and rate views of every layer at every time point."""
+              windows: list[tuple[int, int]]) -> tuple[ViewStatistics, GeometryViews]:
+        """Statistics of the weight and rate views of every layer at every time point, and the
+        geometry of the rate views (where requested)."""
         units, noise = list(exp.observe.units), [float(s) for s in exp.observe.noise]
         widths = [pr.n_post for pr in net.projections]
         check_units(units, widths[:-1])
@@ -181,12 +189,15 @@ class SpikingObserver:
             unit_idx.append([np.arange(n_l) if i is None else np.sort(i) for i in picks])
         stats = ViewStatistics(OBSERVABLES, 1, len(windows), len(widths),
                                check_stats(exp.observe.stats), len(units), len(noise))
-        rates = net.log.rates  # per trial, per layer rate arrays (Hz)
+        geom = GeometryViews(exp.observe.observables, 1, len(windows), len(widths), len(units),
+                             len(noise), same_stimuli=False)
+        rates = net.log.rates  # per trial, per layer rate arrays (Hz); layer 0: the input
         previous: dict[tuple[int, int], torch.Tensor] = {}
         # each view is summarised on its own (`summarise` after every `add`): summary_stats
         # picks its numeric path per call, so this keeps every statistic what it was when this
         # adapter measured view by view
         for ti, ((k0, k1), s) in enumerate(zip(windows, self.seen)):
+            acts: dict[tuple[int, int], np.ndarray] = {}
             for l, n_l in enumerate(widths):
                 w = self.weights[s][l]
                 r = np.stack([rates[k][l + 1] for k in range(k0, k1)]) if k1 > k0 \
@@ -196,25 +207,31 @@ class SpikingObserver:
                     stats.summarise(ti)
                     if not len(r):
                         continue
-                    stats.add("activations", l, v, measure_np(r[:, idx].ravel()))
+                    seen = measure_np(r[:, idx].ravel())
+                    acts[(l, v)] = seen.numpy().reshape(1, len(noise), len(r), len(idx))
+                    stats.add("activations", l, v, seen)
                     stats.summarise(ti)
                     mean_rate = measure_np(r[:, idx].mean(0))
                     if (l, v) in previous:
                         stats.add("activity_change", l, v, mean_rate - previous[(l, v)])
                         stats.summarise(ti)
                     previous[(l, v)] = mean_rate
-        return stats
+            if geom and len(acts) == len(widths) * len(units):
+                stim = np.stack([rates[k][0] for k in range(k0, k1)])[None].astype(float)
+                geom.record(ti, acts, stim)
+        return stats, geom
 
     def dataset(self, exp: Experiment, rep: Replica, replica: int, net: Any, blocks: Blocks,
                 spk: dict[str, np.ndarray], n_warm: int, n_eval0: int, status: str,
                 extra_attrs: dict[str, Any]) -> xr.Dataset:
         """The run's Dataset in the trajectory format plus the spiking statistics."""
         windows = self.trial_windows(n_warm, n_eval0)
-        stats = self.views(exp, rep.seed, net, windows)
+        stats, geom = self.views(exp, rep.seed, net, windows)
         loss_t, acc_t = self.behaviour(blocks, windows, n_eval0)
         steps = self.seen
         extra: dict[str, Any] = {v: (("time", "population"), a) for v, a in spk.items()}
         extra["dale_violations"] = ("time", np.asarray([self.dale[s] for s in steps]))
+        extra.update(geom.variables(0))
         ds = trajectory_dataset(
             steps, stats.stat_names, exp.observe.units, [float(s) for s in exp.observe.noise],
             {o: a[0] for o, a in stats.data.items()},

@@ -12,8 +12,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import re
+import signal
 import sys
+import threading
 from collections.abc import Sequence
+from typing import Any
 
 from lrsim.errors import Interrupted, LrsimError
 
@@ -102,10 +105,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     from lrsim.progress import configure
 
     configure(quiet=getattr(args, "quiet", False), verbose=getattr(args, "verbose", False))
+    previous = _catch_ctrl_c()
     try:
         return _run(args)
     finally:
         configure()  # main() called from Python leaves the process as it found it
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _catch_ctrl_c() -> Any:
+    """Ctrl-C silences the teardown's noise from the moment it arrives (a Dask client
+    collected while its event loop is gone prints "Exception ignored in ...", possibly before
+    the one line lrsim prints), then interrupts as Python's default handler would. Returns the
+    previous handler, or None where none can be installed (not the main thread)."""
+    def on_sigint(signum: int, frame: Any) -> None:
+        _quiet_shutdown()
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGINT, on_sigint)
 
 
 def _run(args: argparse.Namespace) -> int:

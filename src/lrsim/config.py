@@ -85,7 +85,7 @@ class ModelSpec(_Strict):
     pool_type: Literal["max", "avg"] = "max"
     hidden: list[Annotated[int, Field(ge=1, le=1_000_000)]] = Field(
         default_factory=lambda: [64, 64])
-    activation: Literal["relu", "tanh", "sigmoid", "linear"] = "relu"
+    activation: Literal["relu", "tanh", "sigmoid", "linear", "elu"] = "relu"
     bias: bool = True
     init_scale: float = Field(1.0, gt=0)
 
@@ -377,6 +377,18 @@ def check_conv_model(exp: Experiment, rule: Any, task_info: dict[str, Any]) -> N
                           f"{err}") from None
 
 
+def check_units(units: Sequence[int], hidden: Sequence[int]) -> None:
+    """ConfigError (before any training) when a unit count exceeds a hidden layer's width
+    (a conv layer's width: its channels)."""
+    for u in units:
+        if hidden and u > min(hidden):
+            l = min(range(len(hidden)), key=lambda i: hidden[i])
+            raise ConfigError(
+                f"observe.units: {u} units exceeds hidden layer 'layer{l + 1}' of width "
+                f"{hidden[l]} (hidden widths {', '.join(map(str, hidden))}); "
+                f"use counts <= {min(hidden)}, or 0 for all units")
+
+
 def validate_registries(exp: Experiment, source: str = "experiment") -> Experiment:
     """Check names and hyperparameters against the registries and fill in their defaults."""
     try:
@@ -390,6 +402,7 @@ def validate_registries(exp: Experiment, source: str = "experiment") -> Experime
         optimizers.entry(exp.train.optimizer)
         if exp.model.conv:
             check_conv_model(exp, entry.factory, tasks.entry(exp.task.name).info)
+        check_units(exp.observe.units, [*exp.model.conv, *exp.model.hidden])
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None
     data = exp.model_dump()

@@ -16,7 +16,11 @@ Variables (`VARIABLES`; each with dims, role, CF `units`, `long_name`, a descrip
     recorded        weights, activations, activity_change  (time, layer, stat, units, noise);
                     the spiking statistics rate, cv_isi, fano, correlation, synchrony,
                     ei_balance, ei_correlation             (time, population)
-                    -- what an experiment could record: measurable
+                    -- what an experiment could record: measurable;
+                    the population geometry of the recorded activity, when the experiment
+                    lists it in `[observe] observables` (`lrsim.analysis.geometry`):
+                    dimensionality, rsa_initial, rsa_previous, rsa_layer, coupling
+                                                            (time, layer, units, noise)
     model_internal  alignment = angle(B_l, W_l^T)           (time, layer)
     behavioural     loss, test_accuracy                     (time): the behavioural (control)
                                                             curves, not neural recordings
@@ -53,6 +57,10 @@ VIEW_DIMS: tuple[str, ...] = (TIME, LAYER, STAT, UNITS, NOISE)
 
 # -- variables -------------------------------------------------------------------------------
 OBSERVABLES: tuple[str, ...] = ("weights", "activations", "activity_change")
+# population geometry of the recorded units' activity: one value per (time, layer, view)
+GEOMETRY_OBSERVABLES: tuple[str, ...] = ("dimensionality", "rsa_initial", "rsa_previous",
+                                         "rsa_layer", "coupling")
+GEOMETRY_DIMS: tuple[str, ...] = (TIME, LAYER, UNITS, NOISE)
 SPIKING_STATISTICS: tuple[str, ...] = ("rate", "cv_isi", "fano", "correlation", "synchrony")
 BALANCE_STATISTICS: tuple[str, ...] = ("ei_balance", "ei_correlation")
 # spiking statistics per population, in the order features list them
@@ -115,6 +123,29 @@ VARIABLES: dict[str, Variable] = {
         VIEW_DIMS, "recorded", "statistic of activity change",
         "Statistic of h_l(t) - h_l(t_prev), the change of the recorded units' activity since the "
         "previous time point (NaN at the first). " + _STAT_NOTE, spiking_units="Hz"),
+    "dimensionality": Variable(
+        GEOMETRY_DIMS, "recorded", "participation-ratio dimensionality per recorded unit",
+        "Participation ratio (tr C)^2 / tr(C^2) of the covariance C of the recorded units' "
+        "activity over the probe inputs (spiking runs: the window's trials), divided by the "
+        "number of recorded units; after undersampling and measurement noise."),
+    "rsa_initial": Variable(
+        GEOMETRY_DIMS, "recorded", "representational similarity with the first measurement",
+        "Pearson correlation of the Euclidean representational dissimilarity matrices of the "
+        "recorded units over the first probe inputs (lrsim.analysis.observer.RSA_PROBES) now "
+        "and at the first time point (NaN there; NaN in spiking runs, whose windows hold other "
+        "stimuli)."),
+    "rsa_previous": Variable(
+        GEOMETRY_DIMS, "recorded", "representational similarity with the previous measurement",
+        "As rsa_initial, with the previous time point."),
+    "rsa_layer": Variable(
+        GEOMETRY_DIMS, "recorded", "representational similarity with the layer below",
+        "Pearson correlation of the RDMs of the recorded units of layer l and of the layer "
+        "feeding it (for layer 1: the stimuli), same stimuli, same time point."),
+    "coupling": Variable(
+        GEOMETRY_DIMS, "recorded", "input-output coupling of two connected layers",
+        "Paired recording: mean squared Pearson correlation over the stimuli between the "
+        "recorded units of the layer feeding l (layer 1: the stimulus inputs) and the recorded "
+        "units of l (units constant over the stimuli left out)."),
     "alignment": Variable(
         (TIME, LAYER), "model_internal", "feedback alignment angle",
         "angle(B_l, W_l^T) between the feedback matrix carrying the error to layer l-1 and the "
@@ -193,11 +224,13 @@ def check_stats(stats: Sequence[str] | None) -> list[str]:
 
 
 def check_observables(observables: Sequence[str]) -> list[str]:
-    """The requested per-layer observables (`OBSERVABLES`); ConfigError otherwise."""
-    bad = [o for o in observables if o not in OBSERVABLES]
+    """The requested per-layer observables (`OBSERVABLES`, `GEOMETRY_OBSERVABLES`);
+    ConfigError otherwise."""
+    allowed = OBSERVABLES + GEOMETRY_OBSERVABLES
+    bad = [o for o in observables if o not in allowed]
     if bad:
         raise ConfigError(f"unknown observable(s) {', '.join(map(repr, bad))}; allowed: "
-                          f"{', '.join(OBSERVABLES)}")
+                          f"{', '.join(allowed)}")
     if len(set(observables)) != len(observables):
         raise ConfigError("lists an observable twice")
     return list(observables)

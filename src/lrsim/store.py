@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import dask
 import numpy as np
 import xarray as xr
 
@@ -174,7 +175,10 @@ def write_run(ds: xr.Dataset, directory: str | Path) -> Path:
         var.attrs = {str(k): netcdf_safe(v) for k, v in var.attrs.items()}
     out = to_file(out)
     try:
-        out.to_netcdf(tmp, engine=ENGINE)
+        # The file lock stays in this process: inside a Dask worker, xarray would otherwise take
+        # a cluster-wide lock whose release fails (and logs) when the client goes away.
+        with dask.config.set(scheduler="synchronous"):
+            out.to_netcdf(tmp, engine=ENGINE)
         os.replace(tmp, final)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -6,7 +6,7 @@ DIR/report/report.html."""
 from __future__ import annotations
 
 import argparse
-import sys
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -51,6 +51,15 @@ def study_file() -> Path:
                      f"or in the current folder; run from a source checkout or pass --study")
 
 
+def _cores() -> int:
+    """CPU cores this process may use (at most 8: the forests are small)."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        n = os.cpu_count() or 1
+    return max(1, min(8, n))
+
+
 def run_demo(out: str | Path = "lrsim-demo", *, workers: int | None = None,
              study: str | Path | None = None, progress: bool | None = None,
              overrides: Sequence[str] = ()) -> Path:
@@ -76,10 +85,11 @@ def run_demo(out: str | Path = "lrsim-demo", *, workers: int | None = None,
     if summary.ok < 2:
         raise LrsimError(f"the demo scan finished only {summary.ok} run(s); see "
                          f"{out / 'store' / 'manifest.json'}")
-    page, results = run_identify(out / "store", out / "report", quick=True,
-                                 progress=progress is not False and sys.stderr.isatty(),
-                                 jobs=workers or 1)
-    print_summary(results)
+    # the scan's workers are done: the random forests may use as many threads
+    page, result = run_identify(out / "store", out / "report", quick=True,
+                                progress=False if progress is False else None,
+                                jobs=workers or _cores())
+    print_summary(result)
     print(f"demo finished in {time.perf_counter() - start:.0f} s")
     return page
 

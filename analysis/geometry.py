@@ -1,0 +1,115 @@
+"""Population geometry of recorded activity: what a recording of a few noisy units over a set
+of probe stimuli gives beyond per-entry statistics.
+
+Every function takes recorded activity as an array x of shape (..., P, n): P probe stimuli
+(rows) x n recorded units (columns), batched over any leading axes (replicas, noise levels),
+and works on exactly what was recorded (noise already applied by the caller):
+
+    participation_ratio   PR(x) = (tr C)^2 / tr(C^2),  C = Xc^T Xc / P,  Xc = x centred over
+                          the stimuli; 1 <= PR <= min(P - 1, n) (Gao, Trautmann, Yu, Santhanam,
+                          Ryu, Shenoy & Ganguli 2017, bioRxiv 214262; Recanatesi et al. 2019)
+    dimensionality        PR(x) / n: the fraction of the recorded units' dimensions the
+                          population uses (comparable across recordings of different sizes)
+    rdm                   the representational dissimilarity matrix: Euclidean distances
+                          d_ij = ||x_i - x_j|| between the population vectors of stimuli i < j,
+                          condensed in `scipy.spatial.distance.pdist` order
+    rdm_similarity        Pearson correlation between two condensed RDMs (representational
+                          similarity analysis, Kriegeskorte, Mur & Bandettini 2008, Front. Syst.
+                          Neurosci. 2:4)
+    coupling              mean squared Pearson correlation r_ij^2 over the stimuli between every
+                          recorded unit i of one layer and every recorded unit j of the layer it
+                          projects to (a paired recording of two connected layers)
+
+Degenerate input gives NaN, never an error: a recording with no variance over the stimuli has
+no dimensionality, a constant RDM no correlation; in `coupling`, units constant over the stimuli
+(silent ReLUs) are left out and a pair of layers with none left gives NaN.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_TINY = 1e-300
+
+
+def _centred(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim < 2:
+        raise ValueError(f"activity must be (..., stimuli, units); got shape {x.shape}")
+    return x - x.mean(axis=-2, keepdims=True)
+
+
+def participation_ratio(x: np.ndarray) -> np.ndarray:
+    """PR = (tr C)^2 / tr(C^2) of the covariance C of x (..., P, n) over its P stimuli; (...).
+
+    Computed from whichever of Xc^T Xc (n x n) and Xc Xc^T (P x P) is smaller: both have the
+    same non-zero eigenvalues, so tr C and tr C^2 (the squared Frobenius norm) agree."""
+    xc = _centred(x)
+    p, n = xc.shape[-2:]
+    g = np.swapaxes(xc, -1, -2) @ xc if n <= p else xc @ np.swapaxes(xc, -1, -2)
+    tr = np.trace(g, axis1=-2, axis2=-1)
+    tr2 = np.einsum("...ij,...ij->...", g, g)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(tr2 > _TINY, tr * tr / np.maximum(tr2, _TINY), np.nan)
+
+
+def dimensionality(x: np.ndarray) -> np.ndarray:
+    """participation_ratio(x) / n for x (..., P, n): in (0, 1], NaN without variance."""
+    return participation_ratio(x) / np.asarray(x).shape[-1]
+
+
+def rdm(x: np.ndarray) -> np.ndarray:
+    """Condensed Euclidean RDM of x (..., P, n): (..., P (P - 1) / 2), pairs (i, j), i < j, in
+    row-major order (`scipy.spatial.distance.pdist`), from the Gram matrix
+    d_ij^2 = g_ii + g_jj - 2 g_ij (clipped at 0 against rounding)."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim < 2:
+        raise ValueError(f"activity must be (..., stimuli, units); got shape {x.shape}")
+    # centring leaves distances unchanged and keeps the Gram entries small
+    x = x - x.mean(axis=-2, keepdims=True)
+    g = x @ np.swapaxes(x, -1, -2)
+    sq = np.diagonal(g, axis1=-2, axis2=-1)
+    i, j = np.triu_indices(x.shape[-2], k=1)
+    d2 = sq[..., i] + sq[..., j] - 2.0 * g[..., i, j]
+    return np.sqrt(np.maximum(d2, 0.0))
+
+
+def rdm_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson correlation of condensed RDMs a, b (..., M) along the last axis; NaN where
+    either is constant."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    a = a - a.mean(-1, keepdims=True)
+    b = b - b.mean(-1, keepdims=True)
+    num = np.einsum("...i,...i->...", a, b)
+    den = np.sqrt(np.einsum("...i,...i->...", a, a) * np.einsum("...i,...i->...", b, b))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > _TINY, num / np.maximum(den, _TINY), np.nan)
+
+
+def representational_similarity(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """rdm_similarity(rdm(x), rdm(y)) for two recordings x (..., P, n), y (..., P, m) of the
+    same P stimuli (the unit counts may differ)."""
+    return rdm_similarity(rdm(x), rdm(y))
+
+
+def coupling(pre: np.ndarray, post: np.ndarray) -> np.ndarray:
+    """Mean of r_ij^2 over the recorded pairs, r_ij the Pearson correlation over the P stimuli
+    between unit i of `pre` (..., P, n1) and unit j of `post` (..., P, n2); units with no
+    variance over the stimuli are left out. Shape (...)."""
+    a, b = _centred(pre), _centred(post)
+    if a.shape[-2] != b.shape[-2]:
+        raise ValueError(f"pre and post must share the stimulus axis; got {a.shape[-2]} and "
+                         f"{b.shape[-2]} stimuli")
+    sa = np.sqrt(np.einsum("...pi,...pi->...i", a, a))
+    sb = np.sqrt(np.einsum("...pj,...pj->...j", b, b))
+    # a unit counts when its spread is above rounding level relative to the largest one
+    ok_a = sa > 1e-12 * np.max(sa, axis=-1, keepdims=True, initial=0.0) + _TINY
+    ok_b = sb > 1e-12 * np.max(sb, axis=-1, keepdims=True, initial=0.0) + _TINY
+    za = np.where(ok_a[..., None, :], a / np.where(ok_a, sa, 1.0)[..., None, :], 0.0)
+    zb = np.where(ok_b[..., None, :], b / np.where(ok_b, sb, 1.0)[..., None, :], 0.0)
+    r = np.swapaxes(za, -1, -2) @ zb  # (..., n1, n2), 0 for left-out units
+    n_pairs = ok_a.sum(-1) * ok_b.sum(-1)
+    total = np.einsum("...ij,...ij->...", r, r)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n_pairs > 0, total / np.maximum(n_pairs, 1), np.nan)

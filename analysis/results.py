@@ -1,0 +1,469 @@
+"""Typed results of rule identification (`lrsim.analysis.identify.identify`).
+
+Everything the report, the CLI summary and `results.json` show is a field of these dataclasses;
+`IdentifyResult.to_dict()` is the JSON form. Accuracies are fractions in [0, 1]. "Sample"
+accuracy scores one (run, layer) sample at a time; "run" accuracy averages the class
+probabilities of a run's layers, then takes the argmax (one vote per network). A `sem` is the
+standard error of the mean over repeated grouped splits; an `se` on a single held-out test is
+the binomial standard error sqrt(p (1 - p) / n_test_runs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from lrsim.analysis.defaults import describe_features
+
+# What a feature set is made of (`Section.kind`, `ObservableScore.kind`)
+MEASURABLE = "measurable"           # what an experiment could record
+MODEL_INTERNAL = "model-internal"   # e.g. alignment: no experiment reads it directly
+CONTROL = "control"                 # the loss / test-accuracy curves: behaviour
+EVERYTHING = "everything recorded"  # measurable + model-internal together
+
+
+@dataclass
+class Confusion:
+    """Counts, rows = true class, columns = predicted class, both in `classes` order."""
+
+    classes: list[str]
+    counts: list[list[int]]
+
+    def fractions(self) -> np.ndarray:
+        """Rows normalised to the fraction of each true class (0 for an empty row)."""
+        m = np.asarray(self.counts, float)
+        return m / np.maximum(m.sum(axis=1, keepdims=True), 1)
+
+    def confused_pairs(self, threshold: float = 0.2) -> list[ConfusedPair]:
+        """Pairs of classes told apart worst: the mean of the fraction of a's samples called b
+        and of b's called a, where it is at least `threshold`, most confused first."""
+        f = self.fractions()
+        out = []
+        for i in range(len(self.classes)):
+            for j in range(i + 1, len(self.classes)):
+                rate = float((f[i, j] + f[j, i]) / 2)
+                if rate >= threshold:
+                    out.append(ConfusedPair(self.classes[i], self.classes[j], rate))
+        return sorted(out, key=lambda p: -p.rate)
+
+
+@dataclass
+class ConfusedPair:
+    """Two classes and how often each is called the other (mean of the two fractions)."""
+
+    a: str
+    b: str
+    rate: float
+
+
+@dataclass
+class CVScore:
+    """One classifier on one feature set over repeated grouped splits: mean +/- sem."""
+
+    classifier: str
+    accuracy: float
+    accuracy_sem: float
+    run_accuracy: float
+    run_accuracy_sem: float
+    chance_majority: float
+    n_splits: int
+    accuracy_per_split: list[float]
+    confusion: Confusion
+    best_params: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class TestScore:
+    """One classifier fitted on a training set and scored once on a disjoint test set."""
+
+    classifier: str
+    accuracy: float
+    accuracy_se: float
+    run_accuracy: float
+    n_test_runs: int
+    chance_majority: float
+    confusion: Confusion
+    best_params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SweepPoint:
+    """Accuracy with one recording factor set to `value` (units and time points are ints),
+    the others at the full view."""
+
+    value: int | float
+    accuracy: float
+    accuracy_sem: float
+    run_accuracy: float
+
+
+@dataclass
+class Breakdown:
+    """Accuracy against the recording protocol, one factor varied at a time: units recorded per
+    layer (0 = all), relative measurement noise, time points, fraction of the trajectory seen
+    (empty where not computed)."""
+
+    classifier: str
+    units: list[SweepPoint] = field(default_factory=list)
+    noise: list[SweepPoint] = field(default_factory=list)
+    time_points: list[SweepPoint] = field(default_factory=list)
+    fraction: list[SweepPoint] = field(default_factory=list)
+
+    def factors(self) -> dict[str, list[SweepPoint]]:
+        return {k: v for k, v in (("units", self.units), ("noise", self.noise),
+                                  ("time_points", self.time_points),
+                                  ("fraction", self.fraction)) if v}
+
+
+@dataclass
+class NullTest:
+    """Label-permutation null (Ojala & Garriga 2010): the cross-validation rerun with run labels
+    shuffled; p = (1 + #{null >= observed}) / (1 + n_permutations)."""
+
+    classifier: str
+    n_permutations: int
+    n_splits: int
+    scores: list[float]
+    mean: float
+    q95: float
+    observed: float
+    p_value: float
+
+    @property
+    def at_chance(self) -> bool:
+        """Not better than chance at the 5% level."""
+        return self.p_value > 0.05
+
+
+@dataclass
+class Section:
+    """One feature set evaluated by every classifier (repeated grouped splits)."""
+
+    kind: str
+    observables: list[str]
+    scores: dict[str, CVScore]
+
+    @property
+    def best(self) -> str:
+        """The classifier with the highest mean sample accuracy."""
+        return max(self.scores, key=lambda c: self.scores[c].accuracy)
+
+
+@dataclass
+class HeldOut:
+    """Train on some runs, test on others never seen: `--holdout KEY=VALUE`, a `--test` store
+    (key "store", value its path), or an automatic hold-out of one value of a key that varies.
+    `scores`: measurable observables, per classifier; `control`: the loss-curve classifier;
+    `everything`: measurable + model-internal (forest; labelled, never the headline)."""
+
+    kind: str
+    key: str
+    value: str
+    n_train_runs: int
+    n_test_runs: int
+    classes: list[str]
+    unseen_classes: list[str]
+    scores: dict[str, TestScore]
+    breakdown: Breakdown | None = None
+    control: TestScore | None = None
+    everything: TestScore | None = None
+
+    @property
+    def best(self) -> str:
+        return max(self.scores, key=lambda c: self.scores[c].accuracy)
+
+    @property
+    def name(self) -> str:
+        return f"--test {self.value}" if self.kind == "test_store" else f"{self.key}={self.value}"
+
+
+@dataclass
+class Headline:
+    """What an experiment could record (`observables`, all measurable), cross-validated,
+    with its null, its breakdown by units / noise / time points and, when asked for, the
+    held-out tests (`--holdout`, `--test`); `confused_pairs`: the pairs of classes the best
+    classifier confuses most (cross-validated)."""
+
+    section: Section
+    null: NullTest
+    breakdown: Breakdown
+    held_out: list[HeldOut] = field(default_factory=list)
+    confused_pairs: list[ConfusedPair] = field(default_factory=list)
+
+
+@dataclass
+class MatchedControl:
+    """Runs matched across classes by their loss / test-accuracy curves (nearest neighbours in
+    standardised curve space within `caliper` standard deviations, inf = none, one run per
+    class per matched set; `max_smd`: the largest standardised mean difference between two
+    matched classes at a time point), then: the loss-curve classifier on the matched runs with
+    its null (it should be at chance) and the measurable observables on the same runs with
+    their null. `added` = measurable accuracy minus loss-curve accuracy on the matched runs.
+    `attempts`: every caliper tried, with its verdict."""
+
+    method: str
+    caliper: float
+    classes: list[str]
+    dropped_classes: list[str]
+    n_sets: int
+    runs: list[str]
+    max_smd: float
+    smd_threshold: float
+    loss_curve: CVScore | None
+    loss_curve_null: NullTest | None
+    measurable: CVScore | None
+    measurable_null: NullTest | None
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def at_chance(self) -> bool:
+        """The loss-curve classifier is not better than chance on the matched runs."""
+        return self.loss_curve_null is not None and self.loss_curve_null.at_chance
+
+    @property
+    def balanced(self) -> bool:
+        return self.max_smd <= self.smd_threshold
+
+    @property
+    def matched(self) -> bool:
+        """Performance does not identify the class on these runs: the loss-curve classifier at
+        chance, and the classes balanced (or the runs unmatched: no caliper was needed)."""
+        return self.at_chance and (self.balanced or not math.isfinite(self.caliper))
+
+    @property
+    def chance(self) -> float:
+        return 1.0 / max(len(self.classes), 1)
+
+    @property
+    def added(self) -> float | None:
+        if self.loss_curve is None or self.measurable is None:
+            return None
+        return self.measurable.accuracy - self.loss_curve.accuracy
+
+
+@dataclass
+class Control:
+    """The loss / test-accuracy curves alone (a loss-curve classifier: "which rule learns
+    faster"), on every run and on runs matched for their curves."""
+
+    observables: list[str]
+    loss_curve: Section
+    matched: MatchedControl | None
+
+    def added(self, headline: Section) -> dict[str, float]:
+        """Measurable accuracy minus loss-curve accuracy, per classifier (all runs)."""
+        return {c: headline.scores[c].accuracy - self.loss_curve.scores[c].accuracy
+                for c in headline.scores if c in self.loss_curve.scores}
+
+
+@dataclass
+class ObservableScore:
+    """The sweep classifier on one observable (or a named group of them)."""
+
+    name: str
+    kind: str
+    observables: list[str]
+    accuracy: float
+    accuracy_sem: float
+    run_accuracy: float
+
+
+@dataclass
+class ModelInternal:
+    """Quantities no experiment records directly (e.g. `alignment`), shown apart from the
+    headline: each alone and everything recorded (measurable + these) together."""
+
+    observables: list[str]
+    alone: list[ObservableScore]
+    everything: ObservableScore
+    added_to_measurable: float
+
+
+@dataclass
+class ImportanceRow:
+    """Accuracy drop when one channel's whole trajectory is permuted across test samples."""
+
+    channel: str
+    drop: float
+    drop_sem: float
+
+
+@dataclass
+class Protocol:
+    """A recording protocol and the sweep classifier's accuracy from it."""
+
+    observable: str
+    units: int
+    noise: float
+    time_points: int
+    accuracy: float
+    accuracy_sem: float
+
+
+@dataclass
+class ProtocolSearch:
+    """The cheapest protocol reaching `target` (None if none did), the most accurate one tried,
+    and the cost-accuracy frontier over units x noise x time points of all the measurable
+    observables together: the protocols of that grid that no other one beats in accuracy at no
+    higher cost in units, time points and noise tolerated."""
+
+    target: float
+    cheapest: Protocol | None
+    best: Protocol | None
+    frontier: list[Protocol]
+    tried: list[Protocol]
+    n_candidates: int
+    sentence: str
+
+
+@dataclass
+class Band:
+    """A statistic over training for one class of `n_runs` runs: mean and mean -/+ one standard
+    deviation over runs (each run averaged over its layers), on the training-progress axis."""
+
+    label: str
+    n_runs: int
+    mean: list[float]
+    lower: list[float]
+    upper: list[float]
+
+
+@dataclass
+class TrajectoryPanel:
+    """One observable's statistic over training, by class: `progress` is the fraction of
+    training done; `units` the statistic's units (None where unknown); `averaged_over` the
+    dimensions each run was averaged over (layer, population)."""
+
+    observable: str
+    kind: str
+    statistic: str | None
+    progress: list[float]
+    bands: list[Band]
+    units: str | None = None
+    progress_label: str = "fraction of training"
+    averaged_over: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Settings:
+    n_splits: int
+    test_size: float
+    quick: bool
+    classifiers: list[str]
+    random_state: int
+    n_permutations: int
+    null_splits: int
+    sweep_splits: int
+    target: float
+    sweep_classifier: str
+    sweep_params: dict[str, Any]
+
+
+@dataclass
+class FeatureSet:
+    """How the measurable and model-internal observables were read (`--features`,
+    `--time-axis`): `features` "recorded" (the values as recorded) or "relative" (every channel
+    relative to its value before learning), `reference` the `TrajectoryFeatures` reference it
+    maps to ("none" / "initial"), `time_axis` "step" or "progress", and the words the report and
+    the summary use. The control (loss / test-accuracy curves) is always read as recorded on
+    the step axis."""
+
+    features: str = "recorded"
+    reference: str = "none"
+    time_axis: str = "step"
+    description: str = describe_features("recorded", "step")
+
+
+@dataclass
+class IdentifyResult:
+    """Every number of one identification study."""
+
+    store: str
+    test_store: str
+    label: str
+    classes: list[str]
+    n_runs: int
+    n_runs_total: int
+    runs_by_status: dict[str, int]
+    runs_per_class: dict[str, int]
+    n_samples: int
+    observables: list[str]
+    measurable_observables: list[str]
+    model_internal_observables: list[str]
+    control_observables: list[str]
+    observables_left_out: dict[str, int]
+    stats: list[str]
+    n_time: int
+    view: dict[str, float]
+    settings: Settings
+    chance: float
+    chance_majority: float
+    headline: Headline
+    control: Control | None
+    model_internal: ModelInternal | None
+    per_observable: list[ObservableScore]
+    importance: list[ImportanceRow]
+    generalisation: list[HeldOut]
+    protocol: ProtocolSearch
+    trajectories: list[TrajectoryPanel]
+    # results.json written before features were a choice read back as "recorded" / "step"
+    features: FeatureSet = field(default_factory=FeatureSet)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict of every field (non-finite floats -> None)."""
+        return _jsonable(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> IdentifyResult:
+        """The result back from `to_dict()` (e.g. a `results.json`); None where a float was
+        not finite reads as inf for a caliper, NaN elsewhere."""
+        return _build(cls, d)
+
+
+def _build(tp: Any, value: Any) -> Any:
+    """`value` (JSON) as type `tp` (dataclasses, lists, dicts, optionals, scalars)."""
+    origin = typing.get_origin(tp)
+    if origin in (types.UnionType, typing.Union):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return math.nan if args == [float] else None
+        return _build(args[0], value) if len(args) == 1 else value
+    if dataclasses.is_dataclass(tp):
+        hints = typing.get_type_hints(tp)
+        kwargs = {}
+        for f in dataclasses.fields(tp):
+            if f.name in value:
+                v = value[f.name]
+                if f.name == "caliper" and v is None:
+                    v = math.inf
+                kwargs[f.name] = _build(hints[f.name], v)
+        return tp(**kwargs)
+    if origin is list:
+        (arg,) = typing.get_args(tp) or (Any,)
+        return [_build(arg, v) for v in value]
+    if origin is dict:
+        _, arg = typing.get_args(tp) or (Any, Any)
+        return {k: _build(arg, v) for k, v in value.items()}
+    if tp is float:
+        return math.nan if value is None else float(value)
+    return value
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj

@@ -1,0 +1,352 @@
+"""Rule identification on a training store and a held-out test store: the measurements behind
+the README section "Identification: the anchor study".
+
+One command per study (stores from `lrsim scan`, see the experiment files):
+
+    .venv/bin/python benchmarks/identification_study.py anchor      # 6 rule x optimizer classes
+    .venv/bin/python benchmarks/identification_study.py seven       # the 7 rules of issue 11
+    .venv/bin/python benchmarks/identification_study.py anchor --quick   # fewer splits / trees
+
+reads `runs/<study>-train` and `runs/<study>-test` (`--train`, `--test` to change), writes
+`runs/<study>-results.json` (`--out`) and prints the tables. What it measures, each for raw
+features and for features relative to their value before learning
+(`TrajectoryFeatures(reference="initial")`), with a random forest on one sample per (network,
+layer) and the network's rule read from its layers' averaged class probabilities ("run
+accuracy"; per-layer accuracy beside it):
+
+- within the training store: repeated grouped splits (no network in both train and test),
+- on the test store (networks of a task, activation and architecture never trained on),
+- per observable set (measurable only: weights, activations, activity change, population
+  geometry; the loss / accuracy curves alone as the control; everything recorded including
+  the model-internal `alignment` for reference),
+- against the recording: units recorded, measurement noise, time points,
+- per observable against the recording (robustness to undersampling and noise),
+- held out by factor inside the training store (each task, activation, architecture left out),
+- which statistics carry the rule (permutation and impurity importance),
+- confusion matrices of the headline.
+
+Everything runs single-threaded (BLAS and torch) at nice priority when started with `nice`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import xarray as xr  # noqa: E402
+from sklearn.ensemble import RandomForestClassifier  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
+
+import lrsim  # noqa: E402
+from lrsim.analysis.evaluation import (  # noqa: E402
+    RepeatedStratifiedGroupSplit,
+    cross_validate,
+    fit_and_score,
+    importance,
+)
+from lrsim.analysis.features import (  # noqa: E402
+    TrajectoryFeatures,
+    make_samples,
+    usable_runs,
+)
+
+MEASURED = ("weights", "activations", "activity_change")
+GEOMETRY = ("dimensionality", "rsa_initial", "rsa_previous", "rsa_layer", "coupling")
+CONTROL = ("loss", "test_accuracy")
+STUDIES = {"anchor": "rule_optimizer", "seven": "rule"}
+# the anchor's four classes (Nayebi et al. 2020): SGD-M, Adam, FA, IA
+ANCHOR_FOUR = ("backprop+momentum", "backprop+adam", "feedback_alignment+momentum",
+               "information_alignment+momentum")
+
+
+def open_store(path: str | Path) -> xr.Dataset:
+    """The usable runs of a store, with the derived label rule_optimizer = rule+optimizer."""
+    ds = usable_runs(lrsim.open_scan(path))
+    lab = np.char.add(np.char.add(ds["rule"].values.astype(str), "+"),
+                      ds["optimizer"].values.astype(str))
+    return ds.assign_coords(rule_optimizer=("run", lab.astype(object)))
+
+
+def n_runs(path: str | Path) -> dict[str, int]:
+    ds = lrsim.open_scan(path)
+    status = ds["status"].values.astype(str)
+    return {s: int((status == s).sum()) for s in sorted(set(status))}
+
+
+def forest(trees: int, seed: int = 0) -> RandomForestClassifier:
+    return RandomForestClassifier(n_estimators=trees, max_features="sqrt", n_jobs=1,
+                                  random_state=seed)
+
+
+def _get(r: Any, *keys: str) -> Any:
+    """A value of an evaluation result, dict (today) or dataclass (typed results)."""
+    for k in keys:
+        if isinstance(r, dict) and k in r:
+            return r[k]
+        if hasattr(r, k):
+            return getattr(r, k)
+    raise KeyError(keys)
+
+
+def _confusion(r: Any) -> list[list[int]]:
+    c = _get(r, "confusion")
+    return [list(map(int, row)) for row in (c.counts if hasattr(c, "counts") else c)]
+
+
+def subset(ds: xr.Dataset, label: str, classes: tuple[str, ...] | None) -> xr.Dataset:
+    if classes is None:
+        return ds
+    keep = np.isin(ds[label].values.astype(str), list(classes))
+    return ds.isel(run=np.flatnonzero(keep))
+
+
+def measure(train: xr.Dataset, test: xr.Dataset | None, label: str, observables: list[str],
+            *, reference: str, units: int, noise: float, time_points: int | None,
+            splits: int, trees: int) -> dict[str, Any]:
+    """Within-store CV on `train` and, with `test`, train on all of it and test on `test`."""
+    feats = TrajectoryFeatures(observables, units=units, noise=noise, time_points=time_points,
+                               reference=reference)
+    s_tr = make_samples(train, feats, label)
+    cv = cross_validate(s_tr, forest(trees), RepeatedStratifiedGroupSplit(splits, 0.25, 0))
+    out: dict[str, Any] = {
+        "cv_run": _get(cv, "run_accuracy_mean", "run_accuracy"),
+        "cv_run_sem": _get(cv, "run_accuracy_sem"),
+        "cv_layer": _get(cv, "accuracy_mean", "accuracy"),
+        "cv_confusion": _confusion(cv), "classes": list(map(str, np.unique(s_tr.y))),
+        "n_features": int(s_tr.X.shape[1]), "n_train_runs": int(s_tr.n_runs)}
+    if test is not None:
+        f_te = TrajectoryFeatures(observables, units=units, noise=noise,
+                                  time_points=time_points, reference=reference).fit(test)
+        s_te = make_samples(test, f_te, label)
+        classes = np.unique(np.concatenate([s_tr.y, s_te.y]))
+        r = fit_and_score(forest(trees), s_tr, s_te, classes)
+        r = r[0] if isinstance(r, tuple) else r
+        out.update({"test_run": _get(r, "run_accuracy"), "test_layer": _get(r, "accuracy"),
+                    "test_confusion": _confusion(r), "test_classes": list(map(str, classes)),
+                    "n_test_runs": int(s_te.n_runs)})
+    return out
+
+
+def by_factor(train: xr.Dataset, label: str, observables: list[str], *, reference: str,
+              units: int, noise: float, trees: int) -> list[dict[str, Any]]:
+    """Leave each value of task / activation / architecture out of the training store: train
+    on the rest, test on it."""
+    rows = []
+    for key in ("task", "activation", "architecture"):
+        values = sorted(set(train[key].values.astype(str)))
+        if len(values) < 2:
+            continue
+        for v in values:
+            held = train[key].values.astype(str) == v
+            r = measure(train.isel(run=np.flatnonzero(~held)), train.isel(run=np.flatnonzero(held)),
+                        label, observables, reference=reference, units=units, noise=noise,
+                        time_points=None, splits=2, trees=trees)
+            rows.append({"key": key, "value": v, "test_run": r["test_run"],
+                         "test_layer": r["test_layer"], "n_test_runs": r["n_test_runs"]})
+    return rows
+
+
+def channel_importance(train: xr.Dataset, label: str, observables: list[str], *, units: int,
+                       noise: float, trees: int, splits: int) -> dict[str, Any]:
+    """Which statistics carry the rule, for relative features at this view: grouped
+    permutation importance per channel (a channel's whole trajectory permuted across test
+    samples; `lrsim.analysis.evaluation.importance`) and the forest's impurity importance summed
+    per channel, per statistic (e.g. `median` over weights / activations / transforms) and per
+    observable (Nayebi et al. 2020 read the forest's impurity importances)."""
+    feats = TrajectoryFeatures(observables, units=units, noise=noise, reference="initial")
+    s = make_samples(train, feats, label)
+    rows = importance(s, forest(trees), RepeatedStratifiedGroupSplit(splits, 0.25, 0),
+                      n_repeats=2)
+    perm = [{"channel": _get(r, "channel"), "drop": _get(r, "drop_mean", "drop")}
+            for r in rows]
+    est = forest(trees).fit(s.X, s.y)
+    imp = est.feature_importances_
+    per_channel: dict[str, float] = {}
+    for name, v in zip(s.feature_names, imp):
+        per_channel[name.split("[")[0]] = per_channel.get(name.split("[")[0], 0.0) + float(v)
+    by_stat: dict[str, float] = {}
+    by_obs: dict[str, float] = {}
+    for ch, v in per_channel.items():
+        obs, _, stat = ch.partition(".")
+        key = stat.split("_", 1)[1] if "_" in stat else (stat or obs)
+        by_stat[key] = by_stat.get(key, 0.0) + v
+        by_obs[obs] = by_obs.get(obs, 0.0) + v
+    return {"permutation": perm,
+            "impurity_by_channel": [{"channel": k, "impurity": v} for k, v in
+                                    sorted(per_channel.items(), key=lambda kv: -kv[1])],
+            "impurity_by_statistic": [{"statistic": k, "impurity": v} for k, v in
+                                      sorted(by_stat.items(), key=lambda kv: -kv[1])],
+            "impurity_by_observable": [{"observable": k, "impurity": v} for k, v in
+                                       sorted(by_obs.items(), key=lambda kv: -kv[1])]}
+
+
+def table(rows: list[dict[str, Any]], cols: list[str]) -> str:
+    head = "| " + " | ".join(cols) + " |\n| " + " | ".join("---" for _ in cols) + " |\n"
+    body = ""
+    for r in rows:
+        cells = []
+        for c in cols:
+            v = r.get(c, "")
+            cells.append(f"{v:.3f}" if isinstance(v, float) else str(v))
+        body += "| " + " | ".join(cells) + " |\n"
+    return head + body
+
+
+def confusion_text(classes: list[str], counts: list[list[int]]) -> str:
+    short = [c.replace("information_alignment", "IA").replace("feedback_alignment", "FA")
+             .replace("direct_FA", "DFA").replace("backprop", "BP")
+             .replace("momentum", "mom").replace("sign_symmetry", "SS")
+             .replace("kolen_pollack", "KP").replace("weight_mirror", "WM") for c in classes]
+    w = max(len(s) for s in short) + 1
+    lines = ["true \\ predicted".ljust(w) + "".join(s[:10].rjust(11) for s in short)]
+    for s, row in zip(short, counts):
+        lines.append(s.ljust(w) + "".join(str(v).rjust(11) for v in row))
+    return "\n".join(lines)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("study", choices=sorted(STUDIES))
+    p.add_argument("--train")
+    p.add_argument("--test")
+    p.add_argument("--out")
+    p.add_argument("--quick", action="store_true", help="3 splits, 100 trees")
+    p.add_argument("--only", nargs="*", default=None,
+                   help="parts to run: headline sensitivity robustness factors importance "
+                        "anchor4")
+    args = p.parse_args()
+    label = STUDIES[args.study]
+    train_path = args.train or f"runs/{args.study}-train"
+    test_path = args.test or f"runs/{args.study}-test"
+    out_path = Path(args.out or f"runs/{args.study}-results.json")
+    splits, trees = (3, 100) if args.quick else (5, 200)
+    parts = set(args.only or ["headline", "sensitivity", "robustness", "factors", "importance",
+                               "anchor4"])
+    t0, c0 = time.time(), time.process_time()
+    train, test = open_store(train_path), open_store(test_path)
+    results: dict[str, Any] = {
+        "study": args.study, "label": label, "train": train_path, "test": test_path,
+        "train_status": n_runs(train_path), "test_status": n_runs(test_path),
+        "settings": {"splits": splits, "trees": trees, "classifier": "random forest, "
+                     "max_features sqrt, one sample per (network, layer), run accuracy = "
+                     "argmax of the layers' mean class probabilities"}}
+    goal = {"units": 100, "noise": 0.1}
+    measurable = list(MEASURED) + [g for g in GEOMETRY if g in train.data_vars]
+
+    def say(msg: str) -> None:
+        print(f"[{time.time() - t0:7.0f} s] {msg}", file=sys.stderr, flush=True)
+
+    with threadpool_limits(limits=1):
+        if "headline" in parts:
+            sets = {"measurable (weights, activations, activity change, geometry)": measurable,
+                    "weights, activations, activity change": list(MEASURED),
+                    "weights": ["weights"], "activations": ["activations"],
+                    "activity change": ["activity_change"],
+                    "population geometry": [g for g in GEOMETRY if g in train.data_vars],
+                    "loss / accuracy curves (control)": list(CONTROL),
+                    "everything incl. alignment (model-internal)":
+                        measurable + ["alignment", *CONTROL]}
+            rows = []
+            for view_name, view in (("goal view: 100 units, 10% noise", goal),
+                                    ("all units, no noise", {"units": 0, "noise": 0.0})):
+                for ref in ("none", "initial"):
+                    for name, obs in sets.items():
+                        if name.startswith(("weights", "activations", "activity", "population",
+                                            "everything")) and view_name.startswith("all"):
+                            continue
+                        say(f"headline {view_name} / {ref} / {name}")
+                        r = measure(train, test, label, obs, reference=ref, time_points=None,
+                                    splits=splits, trees=trees, **view)
+                        rows.append({"view": view_name, "features": ref, "observables": name,
+                                     **r})
+            results["headline"] = rows
+            print(table(rows, ["view", "features", "observables", "cv_run", "cv_layer",
+                               "test_run", "test_layer"]))
+        if "sensitivity" in parts:
+            rows = []
+            for units in (0, 100, 30):
+                for noise in (0.0, 0.1, 0.3):
+                    for tp in (11, 6, 3):
+                        if tp != 11 and (units, noise) != (100, 0.1):
+                            continue
+                        say(f"sensitivity units {units} noise {noise} time points {tp}")
+                        r = measure(train, test, label, measurable, reference="initial",
+                                    units=units, noise=noise, time_points=tp, splits=splits,
+                                    trees=trees)
+                        rows.append({"units": units, "noise": noise, "time_points": tp,
+                                     **{k: r[k] for k in ("cv_run", "cv_layer", "test_run",
+                                                          "test_layer")}})
+            results["sensitivity"] = rows
+            print(table(rows, ["units", "noise", "time_points", "cv_run", "cv_layer",
+                               "test_run", "test_layer"]))
+        if "robustness" in parts:
+            # the anchor's claim: statistics of activity are more robust to undersampling and
+            # measurement noise than those of the weights
+            rows = []
+            for name, obs in (("weights", ["weights"]), ("activations", ["activations"]),
+                              ("activity change", ["activity_change"])):
+                for units, noise in ((0, 0.0), (100, 0.1), (30, 0.3)):
+                    say(f"robustness {name} units {units} noise {noise}")
+                    r = measure(train, test, label, obs, reference="initial", units=units,
+                                noise=noise, time_points=None, splits=splits, trees=trees)
+                    rows.append({"observables": name, "units": units, "noise": noise,
+                                 **{k: r[k] for k in ("cv_run", "cv_layer", "test_run",
+                                                      "test_layer")}})
+            results["robustness"] = rows
+            print(table(rows, ["observables", "units", "noise", "cv_run", "cv_layer",
+                               "test_run", "test_layer"]))
+        if "factors" in parts:
+            rows = []
+            for ref in ("none", "initial"):
+                say(f"held out by factor / {ref}")
+                for r in by_factor(train, label, measurable, reference=ref, trees=trees,
+                                   **goal):
+                    rows.append({"features": ref, **r})
+                say(f"held out by factor / {ref} / control")
+                for r in by_factor(train, label, list(CONTROL), reference=ref, trees=trees,
+                                   **goal):
+                    rows.append({"features": ref, "control": True, **r})
+            results["factors"] = rows
+            print(table(rows, ["features", "control", "key", "value", "test_run",
+                               "test_layer"]))
+        if "importance" in parts:
+            say("importance (grouped permutation and forest impurity)")
+            results["importance"] = channel_importance(train, label, measurable, trees=trees,
+                                                       splits=splits, **goal)
+            imp = results["importance"]
+            print(table(imp["permutation"][:15], ["channel", "drop"]))
+            print(table(imp["impurity_by_channel"][:15], ["channel", "impurity"]))
+            print(table(imp["impurity_by_statistic"], ["statistic", "impurity"]))
+            print(table(imp["impurity_by_observable"], ["observable", "impurity"]))
+        if "anchor4" in parts and label == "rule_optimizer":
+            rows = []
+            tr4, te4 = subset(train, label, ANCHOR_FOUR), subset(test, label, ANCHOR_FOUR)
+            for ref in ("none", "initial"):
+                for name, obs in (("measurable", measurable), ("control", list(CONTROL))):
+                    say(f"anchor's four classes / {ref} / {name}")
+                    r = measure(tr4, te4, label, obs, reference=ref, time_points=None,
+                                splits=splits, trees=trees, **goal)
+                    rows.append({"features": ref, "observables": name, **r})
+            results["anchor4"] = rows
+            print(table(rows, ["features", "observables", "cv_run", "cv_layer", "test_run",
+                               "test_layer"]))
+    results["compute"] = {"wall_s": round(time.time() - t0, 1),
+                          "cpu_s": round(time.process_time() - c0, 1)}
+    old = json.loads(out_path.read_text()) if out_path.exists() else {}
+    old.update(results)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(old, indent=1, default=float))
+    say(f"wrote {out_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
