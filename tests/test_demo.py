@@ -126,4 +126,10 @@ def test_identify_cli_trains_on_one_store_and_tests_on_another(tmp_path, capsys)
     assert held["holdout"]["n_test_runs"] == 12
     assert results["importance"][0]["channel"] == "weights.abs_q75"
     assert main(["identify", str(a), "--out", str(out), "--test", str(a)]) == 2
-    assert "shares" in capsys.readouterr().err
+    assert "is the training store itself" in capsys.readouterr().err
+    c = _write_store(synthetic_scan(8, planted="weights.abs_q75", effect=8.0, n_time=5, seed=3),
+                     tmp_path / "c")  # a copy of a's runs in another folder
+    assert main(["identify", str(a), "--out", str(tmp_path / "r2"), "--test", str(c)]) == 2
+    err = capsys.readouterr().err
+    assert "shares 24 run id(s)" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r2").exists()
