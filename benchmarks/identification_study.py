@@ -135,6 +135,11 @@ def measure(train: xr.Dataset, test: xr.Dataset | None, label: str, observables:
     return out
 
 
+def scores(r: dict[str, Any]) -> dict[str, Any]:
+    """The four accuracies of a `measure` result (within-store and held out, per run / layer)."""
+    return {k: r[k] for k in ("cv_run", "cv_layer", "test_run", "test_layer")}
+
+
 def by_factor(train: xr.Dataset, label: str, observables: list[str], *, reference: str,
               units: int, noise: float, trees: int) -> list[dict[str, Any]]:
     """Leave each value of task / activation / architecture out of the training store: train
@@ -282,8 +287,7 @@ def main() -> int:
                                     units=units, noise=noise, time_points=tp, splits=splits,
                                     trees=trees)
                         rows.append({"units": units, "noise": noise, "time_points": tp,
-                                     **{k: r[k] for k in ("cv_run", "cv_layer", "test_run",
-                                                          "test_layer")}})
+                                     **scores(r)})
             results["sensitivity"] = rows
             print(table(rows, ["units", "noise", "time_points", "cv_run", "cv_layer",
                                "test_run", "test_layer"]))
@@ -298,8 +302,7 @@ def main() -> int:
                     r = measure(train, test, label, obs, reference="initial", units=units,
                                 noise=noise, time_points=None, splits=splits, trees=trees)
                     rows.append({"observables": name, "units": units, "noise": noise,
-                                 **{k: r[k] for k in ("cv_run", "cv_layer", "test_run",
-                                                      "test_layer")}})
+                                 **scores(r)})
             results["robustness"] = rows
             print(table(rows, ["observables", "units", "noise", "cv_run", "cv_layer",
                                "test_run", "test_layer"]))

@@ -166,6 +166,17 @@ def _find(root: Path, stem: str) -> Path:
                       f"the directory must hold {', '.join(_MNIST_FILES.values())}")
 
 
+def _local_dir(task: str, path: str, holding: str) -> Path:
+    """The local directory `path` of a file-backed task, or ConfigError naming what it must
+    hold (nothing is downloaded)."""
+    if not path:
+        raise ConfigError(f"task '{task}' needs 'path': a local directory with {holding}")
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise ConfigError(f"task '{task}': path '{root}' is not a directory")
+    return root
+
+
 @tasks.register("mnist", input_shape=(1, 28, 28), params={
     "path": Param("", "directory holding the four MNIST IDX files"),
     "train_samples": Param(0, "use the first n training images (0 = all)", low=0),
@@ -174,12 +185,7 @@ def _find(root: Path, stem: str) -> Path:
 def mnist(path: str = "", train_samples: int = 0, test_samples: int = 0, seed: int = 0,
           center: bool = False) -> Task:
     """MNIST (or any IDX dataset of that layout) from a local directory; pixels / 255."""
-    if not path:
-        raise ConfigError("task 'mnist' needs 'path': a local directory with the IDX files "
-                          f"{', '.join(_MNIST_FILES.values())}")
-    root = Path(path).expanduser()
-    if not root.is_dir():
-        raise ConfigError(f"task 'mnist': path '{root}' is not a directory")
+    root = _local_dir("mnist", path, f"the IDX files {', '.join(_MNIST_FILES.values())}")
     arrays = {k: read_idx(_find(root, v)) for k, v in _MNIST_FILES.items()}
     x_tr = arrays["train_images"].reshape(len(arrays["train_images"]), -1) / 255.0
     x_te = arrays["test_images"].reshape(len(arrays["test_images"]), -1) / 255.0
@@ -236,12 +242,8 @@ def read_cifar10_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def cifar10_dir(path: str) -> Path:
     """The directory holding the batches: `path` itself, or its `cifar-10-batches-bin`
     subdirectory (the layout of the official archive)."""
-    if not path:
-        raise ConfigError("task 'cifar10' needs 'path': a local directory with CIFAR-10's "
-                          f"binary files {', '.join(CIFAR10_TRAIN)}, {CIFAR10_TEST}")
-    root = Path(path).expanduser()
-    if not root.is_dir():
-        raise ConfigError(f"task 'cifar10': path '{root}' is not a directory")
+    root = _local_dir("cifar10", path, f"CIFAR-10's binary files {', '.join(CIFAR10_TRAIN)}, "
+                      f"{CIFAR10_TEST}")
     inner = root / "cifar-10-batches-bin"
     if not (root / CIFAR10_TRAIN[0]).exists() and inner.is_dir():
         return inner
