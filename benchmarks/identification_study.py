@@ -61,7 +61,19 @@ from lrsim.analysis.features import (  # noqa: E402
 MEASURED = ("weights", "activations", "activity_change")
 GEOMETRY = ("dimensionality", "rsa_initial", "rsa_previous", "rsa_layer", "coupling")
 CONTROL = ("loss", "test_accuracy")
-STUDIES = {"anchor": "rule_optimizer", "seven": "rule"}
+STUDIES = {"anchor": "rule_optimizer", "seven": "rule", "tasks": "rule_optimizer",
+           "activations": "rule_optimizer", "factorial": "rule_optimizer"}
+# the diversity arms: the anchor's training store plus experiments/anchor-tasks.toml (tasks),
+# plus experiments/anchor-activations.toml (activations); the factor each arm varies
+TRAIN_STORES = {"tasks": ("runs/anchor-train", "runs/anchor-tasks"),
+                "activations": ("runs/anchor-train", "runs/anchor-tasks",
+                                "runs/anchor-activations")}
+TEST_STORES = {"tasks": "runs/anchor-test", "activations": "runs/anchor-test",
+               "factorial": "runs/anchor-factorial"}
+TRAIN_STORES["factorial"] = TRAIN_STORES["activations"]
+# the factorial test store's seen values (those of experiments/anchor-train.toml)
+SEEN = {"task": "digits", "activation": "relu", "architecture": "128-128"}
+DIVERSITY = {"tasks": ("task", 144), "activations": ("activation", 180)}
 # the anchor's four classes (Nayebi et al. 2020): SGD-M, Adam, FA, IA
 ANCHOR_FOUR = ("backprop+momentum", "backprop+adam", "feedback_alignment+momentum",
                "information_alignment+momentum")
@@ -73,6 +85,17 @@ def open_store(path: str | Path) -> xr.Dataset:
     lab = np.char.add(np.char.add(ds["rule"].values.astype(str), "+"),
                       ds["optimizer"].values.astype(str))
     return ds.assign_coords(rule_optimizer=("run", lab.astype(object)))
+
+
+def open_stores(paths: list[str]) -> xr.Dataset:
+    """The usable runs of one or more stores, as one Dataset along `run`."""
+    parts = [open_store(p) for p in paths]
+    if len(parts) == 1:
+        return parts[0]
+    # keep what every store records (task parameters differ between tasks)
+    common = set.intersection(*(set(d.variables) for d in parts))
+    parts = [d.drop_vars([v for v in d.variables if v not in common]) for d in parts]
+    return xr.concat(parts, dim="run", join="outer", combine_attrs="drop_conflicts")
 
 
 def n_runs(path: str | Path) -> dict[str, int]:
@@ -193,6 +216,153 @@ def channel_importance(train: xr.Dataset, label: str, observables: list[str], *,
                                        sorted(by_obs.items(), key=lambda kv: -kv[1])]}
 
 
+def balanced_runs(ds: xr.Dataset, label: str, factor: str, values: tuple[str, ...],
+                  n_train: int, rng: np.random.Generator) -> np.ndarray:
+    """Run ids of a training set of about `n_train` networks drawn evenly from the `values` of
+    `factor` and, within each, evenly from every class (without replacement; n_train //
+    (values x classes) per cell)."""
+    classes = sorted(set(ds[label].values.astype(str)))
+    per = n_train // (len(values) * len(classes))
+    of, lab = ds[factor].values.astype(str), ds[label].values.astype(str)
+    runs = np.asarray(ds["run"].values).astype(str)
+    chosen = []
+    for v in values:
+        for c in classes:
+            pool = runs[(of == v) & (lab == c)]
+            if len(pool) < per:
+                raise SystemExit(f"{factor} {v}, class {c}: {len(pool)} networks, {per} needed")
+            chosen.extend(rng.choice(pool, per, replace=False))
+    return np.asarray(chosen)
+
+
+def diversity(train: xr.Dataset, test: xr.Dataset, label: str, observables: list[str],
+              factor: str, *, reference: str, units: int, noise: float, trees: int,
+              n_train: int, draws: int) -> list[dict[str, Any]]:
+    """Held-out accuracy against the number of values of `factor` (task, activation) seen in
+    training, at a fixed training-set size: for every combination of k of the training
+    store's values, `draws` training sets of about `n_train` networks balanced over values and
+    classes, each tested on the whole test store (whose value none of them saw); then
+    leave-one-value-out over all values, and all training networks at once."""
+    from itertools import combinations
+
+    feats = TrajectoryFeatures(observables, units=units, noise=noise, reference=reference)
+    s_all = make_samples(train, feats, label)
+    f_te = TrajectoryFeatures(observables, units=units, noise=noise,
+                              reference=reference).fit(test)
+    s_te = make_samples(test, f_te, label)
+    classes = np.unique(np.concatenate([s_all.y, s_te.y]))
+    values = tuple(sorted(set(train[factor].values.astype(str))))
+    rows = []
+    for k in range(1, len(values) + 1):
+        for combo in combinations(values, k):
+            for d in range(draws):
+                rng = np.random.default_rng([k, d, *map(values.index, combo)])
+                runs = balanced_runs(train, label, factor, combo, n_train, rng)
+                r, _ = fit_and_score(forest(trees, seed=d), s_all.subset(
+                    np.isin(s_all.groups, runs)), s_te, classes)
+                rows.append({"n_values": k, "values": "+".join(combo), "draw": d,
+                             "n_train_runs": len(runs), "test_run": _get(r, "run_accuracy"),
+                             "test_layer": _get(r, "accuracy")})
+    value_of = dict(zip(np.asarray(train["run"].values).astype(str),
+                        train[factor].values.astype(str)))
+    sample_value = np.array([value_of[g] for g in s_all.groups])
+    for v in values:
+        r, _ = fit_and_score(forest(trees), s_all.subset(sample_value != v),
+                             s_all.subset(sample_value == v), classes)
+        rows.append({"n_values": len(values) - 1, "values": f"all but {v} (tested on {v})",
+                     "draw": "-", "n_train_runs": int(len(set(s_all.groups[sample_value != v]))),
+                     "test_run": _get(r, "run_accuracy"), "test_layer": _get(r, "accuracy")})
+    r, _ = fit_and_score(forest(trees), s_all, s_te, classes)
+    rows.append({"n_values": len(values), "values": "all networks", "draw": "-",
+                 "n_train_runs": s_all.n_runs, "test_run": _get(r, "run_accuracy"),
+                 "test_layer": _get(r, "accuracy")})
+    return rows
+
+
+CONDITION = ("task", "activation", "architecture")
+
+
+def standardised(s: Any) -> Any:
+    """Samples with every feature z-scored within its condition (task, activation,
+    architecture) and layer: the condition's mean and spread over its networks removed. For a
+    test store this needs a batch of networks of the new condition, unlabelled, with the
+    classes among them (an assumption of this analysis, not of a single recording)."""
+    from dataclasses import replace
+
+    key = np.array(["|".join(p) for p in zip(*(s.meta[k].astype(str) for k in CONDITION),
+                                             s.layers.astype(str))])
+    x = np.array(s.X, dtype=float, copy=True)
+    for g in np.unique(key):
+        m = key == g
+        sd = x[m].std(0)
+        x[m] = (x[m] - x[m].mean(0)) / np.where(sd > 0, sd, 1.0)
+    return replace(s, X=x)
+
+
+def standardised_score(train: xr.Dataset, test: xr.Dataset, label: str,
+                       observables: list[str], *, reference: str, units: int, noise: float,
+                       trees: int) -> dict[str, Any]:
+    """Held-out accuracy on `test` with features z-scored within each condition and layer
+    (`standardised`), training on all of `train`."""
+    feats = TrajectoryFeatures(observables, units=units, noise=noise, reference=reference)
+    s_tr = standardised(make_samples(train, feats, label, meta_keys=CONDITION))
+    f_te = TrajectoryFeatures(observables, units=units, noise=noise,
+                              reference=reference).fit(test)
+    s_te = standardised(make_samples(test, f_te, label, meta_keys=CONDITION))
+    classes = np.unique(np.concatenate([s_tr.y, s_te.y]))
+    r, _ = fit_and_score(forest(trees), s_tr, s_te, classes)
+    return {"test_run": _get(r, "run_accuracy"), "test_layer": _get(r, "accuracy"),
+            "test_confusion": _confusion(r), "test_classes": list(map(str, classes)),
+            "n_train_runs": s_tr.n_runs, "n_test_runs": s_te.n_runs}
+
+
+def by_cell(train: xr.Dataset, test: xr.Dataset, label: str, observables: list[str], *,
+            reference: str, units: int, noise: float, trees: int,
+            standardise: bool = False) -> list[dict[str, Any]]:
+    """Train once on `train`, then the held-out run accuracy in each cell of the factorial test
+    store (task x activation x architecture), each cell marked by which of its values the
+    training store has. `standardise`: features z-scored within each condition and layer."""
+    from lrsim.analysis.crossval import class_proba, run_level_accuracy
+
+    feats = TrajectoryFeatures(observables, units=units, noise=noise, reference=reference)
+    s_tr = make_samples(train, feats, label, meta_keys=CONDITION)
+    f_te = TrajectoryFeatures(observables, units=units, noise=noise,
+                              reference=reference).fit(test)
+    keys = tuple(SEEN)
+    s_te = make_samples(test, f_te, label, meta_keys=keys)
+    if standardise:
+        s_tr, s_te = standardised(s_tr), standardised(s_te)
+    classes = np.unique(np.concatenate([s_tr.y, s_te.y]))
+    _, est = fit_and_score(forest(trees), s_tr, s_te, classes)
+    proba = class_proba(est, s_te.X, classes)
+    trained = {k: set(train[k].values.astype(str)) for k in keys}
+    cells = sorted(set(zip(*(s_te.meta[k].astype(str) for k in keys))))
+    rows = []
+    for cell in cells:
+        mask = np.all([s_te.meta[k].astype(str) == v for k, v in zip(keys, cell)], axis=0)
+        unseen = [k for k, v in zip(keys, cell) if v not in trained[k]]
+        rows.append({**dict(zip(keys, cell)), "unseen": "+".join(unseen) or "none",
+                     "n_unseen": len(unseen), "n_test_runs": len(set(s_te.groups[mask])),
+                     "test_run": run_level_accuracy(proba[mask], s_te.groups[mask],
+                                                    s_te.y[mask], classes),
+                     "test_layer": float(np.mean(classes[np.argmax(proba[mask], 1)]
+                                                 == s_te.y[mask]))})
+    return rows
+
+
+def diversity_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean, min and max held-out run accuracy per (features, observables, number of values)
+    over the fixed-size training sets (combinations x draws)."""
+    out: dict[tuple, list[float]] = {}
+    for r in rows:
+        if r["draw"] != "-":
+            out.setdefault((r["features"], r["observables"], r["n_values"]), []).append(
+                r["test_run"])
+    return [{"features": f, "observables": o, "n_values": k, "fits": len(v),
+             "test_run_mean": float(np.mean(v)), "test_run_min": float(np.min(v)),
+             "test_run_max": float(np.max(v))} for (f, o, k), v in out.items()]
+
+
 def table(rows: list[dict[str, Any]], cols: list[str]) -> str:
     head = "| " + " | ".join(cols) + " |\n| " + " | ".join("---" for _ in cols) + " |\n"
     body = ""
@@ -220,26 +390,27 @@ def confusion_text(classes: list[str], counts: list[list[int]]) -> str:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("study", choices=sorted(STUDIES))
-    p.add_argument("--train")
+    p.add_argument("--train", nargs="+", help="training store(s), read as one")
     p.add_argument("--test")
     p.add_argument("--out")
     p.add_argument("--quick", action="store_true", help="3 splits, 100 trees")
     p.add_argument("--only", nargs="*", default=None,
                    help="parts to run: headline sensitivity robustness factors importance "
-                        "anchor4")
+                        "anchor4 diversity cells standardised")
     args = p.parse_args()
     label = STUDIES[args.study]
-    train_path = args.train or f"runs/{args.study}-train"
-    test_path = args.test or f"runs/{args.study}-test"
+    train_paths = args.train or list(TRAIN_STORES.get(args.study, [f"runs/{args.study}-train"]))
+    test_path = args.test or TEST_STORES.get(args.study, f"runs/{args.study}-test")
     out_path = Path(args.out or f"runs/{args.study}-results.json")
     splits, trees = (3, 100) if args.quick else (5, 200)
     parts = set(args.only or ["headline", "sensitivity", "robustness", "factors", "importance",
-                               "anchor4"])
+                               "anchor4"] + (["diversity"] if args.study in DIVERSITY else [])
+                + (["cells"] if args.study == "factorial" else []))
     t0, c0 = time.time(), time.process_time()
-    train, test = open_store(train_path), open_store(test_path)
+    train, test = open_stores(train_paths), open_store(test_path)
     results: dict[str, Any] = {
-        "study": args.study, "label": label, "train": train_path, "test": test_path,
-        "train_status": n_runs(train_path), "test_status": n_runs(test_path),
+        "study": args.study, "label": label, "train": train_paths, "test": test_path,
+        "train_status": {p: n_runs(p) for p in train_paths}, "test_status": n_runs(test_path),
         "settings": {"splits": splits, "trees": trees, "classifier": "random forest, "
                      "max_features sqrt, one sample per (network, layer), run accuracy = "
                      "argmax of the layers' mean class probabilities"}}
@@ -341,6 +512,60 @@ def main() -> int:
             results["anchor4"] = rows
             print(table(rows, ["features", "observables", "cv_run", "cv_layer", "test_run",
                                "test_layer"]))
+        if "cells" in parts and args.study == "factorial":
+            rows = []
+            sets = {"anchor-train (2 tasks, relu/tanh)": open_store(TRAIN_STORES["tasks"][0]),
+                    "all training stores (4 tasks, 5 activations)": train}
+            for set_name, tr in sets.items():
+                for ref in ("none", "initial"):
+                    for std in (False, True):
+                        for name, obs in (("measurable", measurable),
+                                          ("control", list(CONTROL))):
+                            say(f"factorial cells / {set_name} / {ref} / standardised {std} "
+                                f"/ {name}")
+                            for r in by_cell(tr, test, label, obs, reference=ref, trees=trees,
+                                             standardise=std, **goal):
+                                rows.append({"train": set_name, "features": ref,
+                                             "standardised": std, "observables": name, **r})
+            results["cells"] = rows
+            print(table(rows, ["train", "features", "standardised", "observables", "task",
+                               "activation", "architecture", "unseen", "n_test_runs",
+                               "test_run", "test_layer"]))
+        if "standardised" in parts:
+            rows = []
+            stores = TRAIN_STORES.get(args.study, train_paths)
+            sets = {f"{', '.join(stores[:i])}": open_stores(list(stores[:i]))
+                    for i in range(1, len(stores) + 1)} if args.study in TRAIN_STORES \
+                else {", ".join(train_paths): train}
+            for set_name, tr in sets.items():
+                for ref in ("none", "initial"):
+                    for name, obs in (("measurable", measurable), ("control", list(CONTROL))):
+                        say(f"standardised within condition / {set_name} / {ref} / {name}")
+                        r = standardised_score(tr, test, label, obs, reference=ref,
+                                               trees=trees, **goal)
+                        rows.append({"train": set_name, "features": ref, "observables": name,
+                                     **r})
+                        print(confusion_text(r["test_classes"], r["test_confusion"]),
+                              file=sys.stderr)
+            results["standardised"] = rows
+            print(table(rows, ["train", "features", "observables", "n_train_runs",
+                               "test_run", "test_layer"]))
+        if "diversity" in parts and args.study in DIVERSITY:
+            factor, n_train = DIVERSITY[args.study]
+            rows = []
+            for ref in ("none", "initial"):
+                for name, obs in (("measurable", measurable), ("control", list(CONTROL))):
+                    say(f"{factor} diversity / {ref} / {name}")
+                    for r in diversity(train, test, label, obs, factor, reference=ref,
+                                       trees=trees, n_train=n_train, draws=3, **goal):
+                        rows.append({"features": ref, "observables": name, **r})
+            results["diversity"] = {"factor": factor, "rows": rows,
+                                    "summary": diversity_summary(rows)}
+            print(table(rows, ["features", "observables", "n_values", "values", "draw",
+                               "n_train_runs", "test_run", "test_layer"]))
+            print(table(results["diversity"]["summary"],
+                        ["features", "observables", "n_values", "fits", "test_run_mean",
+                         "test_run_min", "test_run_max"]))
     results["compute"] = {"wall_s": round(time.time() - t0, 1),
                           "cpu_s": round(time.process_time() - c0, 1)}
     old = json.loads(out_path.read_text()) if out_path.exists() else {}

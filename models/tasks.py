@@ -131,6 +131,49 @@ def teacher_student(seed=0, test_fraction=0.2, dim=20, outputs=5, teacher_hidden
                 "mse")
 
 
+@tasks.register("hidden_manifold", params={
+    "seed": _SEED, "test_fraction": _TEST,
+    "dim": Param(50, "input dimension N", low=1, high=100000),
+    "latent": Param(8, "latent dimension D of the manifold", low=1, high=100000),
+    "classes": Param(3, low=2, high=1000), "samples": Param(2000, low=10, high=10**7)})
+def hidden_manifold(seed=0, test_fraction=0.2, classes=3, dim=50, latent=8,
+                    samples=2000) -> Task:
+    """The hidden manifold model (Goldt, Mezard, Krzakala & Zdeborova 2020, Phys. Rev. X 10,
+    041044): latent c ~ N(0, I_D), inputs x = tanh(F c / sqrt(D)) with a Gaussian F (N x D),
+    label = argmax_k (T c)_k with a Gaussian teacher T (classes x D) acting on the latent
+    variables, so the inputs lie on a D-dimensional curved manifold of R^N."""
+    rng = np.random.default_rng(seed)
+    features = rng.standard_normal((dim, latent))
+    teacher = rng.standard_normal((classes, latent))
+    c = rng.standard_normal((samples, latent))
+    x = np.tanh(c @ features.T / math.sqrt(latent))
+    labels = np.argmax(c @ teacher.T, axis=1)
+    return _classification("hidden_manifold", x, labels, classes, test_fraction, seed)
+
+
+@tasks.register("spirals", params={
+    "seed": _SEED, "test_fraction": _TEST,
+    "classes": Param(3, "number of spiral arms", low=2, high=1000),
+    "dim": Param(10, "input dimension (the spiral's plane is a random 2-D subspace)", low=2,
+                 high=100000),
+    "turns": Param(1.0, "turns of each arm", low=0.0, low_open=True),
+    "noise": Param(0.05, "std of isotropic input noise", low=0.0),
+    "samples": Param(2000, low=10, high=10**7)})
+def spirals(seed=0, test_fraction=0.2, classes=3, dim=10, turns=1.0, noise=0.05,
+            samples=2000) -> Task:
+    """Interleaved spiral arms, a classic task no linear readout solves: arm k holds the points
+    r (cos phi, sin phi) with r ~ U(0, 1) and phi = 2 pi (turns r + k / classes), placed in a
+    random 2-D subspace of R^dim (orthonormal basis Q, dim x 2) plus N(0, noise^2 I)."""
+    rng = np.random.default_rng(seed)
+    basis, _ = np.linalg.qr(rng.standard_normal((dim, 2)))
+    labels = rng.integers(0, classes, samples)
+    r = rng.uniform(0.0, 1.0, samples)
+    phi = 2 * math.pi * (turns * r + labels / classes)
+    plane = np.stack([r * np.cos(phi), r * np.sin(phi)], axis=1)
+    x = plane @ basis.T + noise * rng.standard_normal((samples, dim))
+    return _classification("spirals", x, labels, classes, test_fraction, seed)
+
+
 # ---------------------------------------------------------------------------------------------
 # MNIST from IDX files on a local path (no download at run time)
 

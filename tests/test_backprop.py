@@ -15,7 +15,9 @@ def autograd_grads(net: RateNetwork, x, t, activation: str, loss: str):
     ws = [w.clone().requires_grad_(True) for w in net.weights]
     bs = [b.clone().requires_grad_(True) for b in net.biases]
     act = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid,
-           "linear": lambda z: z, "elu": torch.nn.functional.elu}[activation]
+           "linear": lambda z: z, "elu": torch.nn.functional.elu,
+           "softplus": lambda z: torch.log1p(torch.exp(z)),
+           "leaky_relu": lambda z: torch.where(z > 0, z, 0.01 * z)}[activation]
     h = x
     for l, (w, b) in enumerate(zip(ws, bs)):
         h = torch.einsum("kni,koi->kno", h, w) + b[:, None, :]

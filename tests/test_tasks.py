@@ -93,6 +93,48 @@ def test_teacher_student_targets_follow_the_teacher_equation():
     assert task.loss == "mse" and not task.classification
 
 
+def test_hidden_manifold_inputs_lie_on_a_latent_manifold_that_fixes_the_label():
+    task = tasks.create("hidden_manifold", classes=3, dim=30, latent=4, samples=1500)
+    x = np.concatenate([task.x_train.numpy(), task.x_test.numpy()])
+    lab = np.concatenate([task.labels_train.numpy(), task.labels_test.numpy()])
+    pre = np.arctanh(x)  # = F c / sqrt(D): rank D, the latent dimension
+    sv = np.linalg.svd(pre, compute_uv=False)
+    assert sv[3] > 1e3 * sv[4]
+    # label = argmax of a linear function of c, hence of arctanh(x): a linear classifier
+    # separates the classes there (least squares onto one-hot, then argmax, is not enough;
+    # use scikit-learn's logistic regression with weak regularisation)
+    from sklearn.linear_model import LogisticRegression
+    fit = LogisticRegression(C=1e4, max_iter=5000).fit(pre, lab)
+    assert fit.score(pre, lab) > 0.99
+    assert 0.15 < np.mean(lab == 0) < 0.55
+
+
+def test_spiral_arms_follow_their_equation_in_a_plane():
+    classes, turns = 3, 1.0
+    task = tasks.create("spirals", classes=classes, dim=6, turns=turns, noise=0.0, samples=600)
+    x = np.concatenate([task.x_train.numpy(), task.x_test.numpy()])
+    lab = np.concatenate([task.labels_train.numpy(), task.labels_test.numpy()])
+    u, sv, vt = np.linalg.svd(x, full_matrices=False)
+    assert sv[2] < 1e-10 * sv[0]  # a 2-D plane of R^6
+    plane = x @ vt[:2].T  # coordinates in an orthonormal basis of that plane
+    r = np.linalg.norm(plane, axis=1)
+    assert r.max() <= 1.0 + 1e-12
+    # phi = 2 pi (turns r + k / classes): after removing 2 pi turns r, arm k sits at one angle,
+    # the arms 2 pi / classes apart (the plane's basis may be reflected: try both orientations)
+    best = np.inf
+    for sign in (1.0, -1.0):
+        phase = sign * np.arctan2(plane[:, 1], plane[:, 0]) - 2 * np.pi * turns * r
+        z = np.exp(1j * phase)
+        centre = np.array([z[lab == k].mean() for k in range(classes)])
+        spread = max(np.abs(z[lab == k] - centre[k] / abs(centre[k])).max()
+                     for k in range(classes))
+        gaps = np.angle(centre[(np.arange(classes) + 1) % classes] / centre)
+        if spread < best:
+            best, best_gaps = spread, gaps
+    assert best < 1e-8
+    np.testing.assert_allclose(np.abs(best_gaps), 2 * np.pi / classes, atol=1e-8)
+
+
 # ---------------------------------------------------------------------------------------------
 # image tasks: digits as 1x8x8 images, CIFAR-10 from binary files the test writes
 

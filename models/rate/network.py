@@ -31,6 +31,13 @@ ACTIVATIONS = {
     # f'(z) = h + 1 there; He's gain as for relu
     "elu": (torch.nn.functional.elu, lambda z, h: torch.where(z > 0, torch.ones_like(z), h + 1),
             math.sqrt(2.0)),
+    # softplus (Dugas et al. 2001, NeurIPS) log(1 + e^z): f'(z) = sigmoid(z) = 1 - e^-h
+    "softplus": (torch.nn.functional.softplus, lambda z, h: -torch.expm1(-h), 1.0),
+    # leaky relu (Maas, Hannun & Ng 2013, ICML workshop), slope a = 0.01 below 0; He's gain
+    # sqrt(2 / (1 + a^2))
+    "leaky_relu": (torch.nn.functional.leaky_relu,
+                   lambda z, h: torch.where(z > 0, torch.ones_like(z), torch.full_like(z, 0.01)),
+                   math.sqrt(2.0 / (1 + 0.01 ** 2))),
 }
 LOSSES = ("cross_entropy", "mse")
 

@@ -85,7 +85,8 @@ class ModelSpec(_Strict):
     pool_type: Literal["max", "avg"] = "max"
     hidden: list[Annotated[int, Field(ge=1, le=1_000_000)]] = Field(
         default_factory=lambda: [64, 64])
-    activation: Literal["relu", "tanh", "sigmoid", "linear", "elu"] = "relu"
+    activation: Literal["relu", "tanh", "sigmoid", "linear", "elu", "softplus",
+                        "leaky_relu"] = "relu"
     bias: bool = True
     init_scale: float = Field(1.0, gt=0)
 
