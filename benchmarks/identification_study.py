@@ -73,7 +73,7 @@ TEST_STORES = {"tasks": "runs/anchor-test", "activations": "runs/anchor-test",
 TRAIN_STORES["factorial"] = TRAIN_STORES["activations"]
 # the factorial test store's seen values (those of experiments/anchor-train.toml)
 SEEN = {"task": "digits", "activation": "relu", "architecture": "128-128"}
-DIVERSITY = {"tasks": ("task", 144), "activations": ("activation", 180)}
+DIVERSITY = {"tasks": ("task", 144), "activations": ("activation", 144)}
 # the anchor's four classes (Nayebi et al. 2020): SGD-M, Adam, FA, IA
 ANCHOR_FOUR = ("backprop+momentum", "backprop+adam", "feedback_alignment+momentum",
                "information_alignment+momentum")
@@ -350,6 +350,41 @@ def by_cell(train: xr.Dataset, test: xr.Dataset, label: str, observables: list[s
     return rows
 
 
+def pooled(train: xr.Dataset, test: xr.Dataset, label: str, observables: list[str], *,
+           reference: str, units: int, noise: float, trees: int, seeds: int = 5
+           ) -> dict[str, Any]:
+    """Train on all of `train`, test on `test`, with `seeds` forests of different seeds: the
+    held-out run accuracy's mean, min and max over forest seeds, and the last confusion."""
+    feats = TrajectoryFeatures(observables, units=units, noise=noise, reference=reference)
+    s_tr = make_samples(train, feats, label)
+    f_te = TrajectoryFeatures(observables, units=units, noise=noise,
+                              reference=reference).fit(test)
+    s_te = make_samples(test, f_te, label)
+    classes = np.unique(np.concatenate([s_tr.y, s_te.y]))
+    accs = []
+    for seed in range(seeds):
+        r, _ = fit_and_score(forest(trees, seed=seed), s_tr, s_te, classes)
+        accs.append(_get(r, "run_accuracy"))
+    return {"test_run_mean": float(np.mean(accs)), "test_run_min": float(np.min(accs)),
+            "test_run_max": float(np.max(accs)), "test_runs": accs,
+            "n_train_runs": s_tr.n_runs, "n_test_runs": s_te.n_runs,
+            "test_confusion": _confusion(r), "test_classes": list(map(str, classes))}
+
+
+def cells_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Held-out run accuracy pooled over the factorial cells with the same number of unseen
+    factors (networks weighted equally), per training set, features, standardisation and
+    observables."""
+    out: dict[tuple, list[float]] = {}
+    for r in rows:
+        key = (r["train"], r["features"], r["standardised"], r["observables"], r["n_unseen"])
+        acc = out.setdefault(key, [0.0, 0.0])
+        acc[0] += r["test_run"] * r["n_test_runs"]
+        acc[1] += r["n_test_runs"]
+    return [{"train": t, "features": f, "standardised": st, "observables": o, "n_unseen": n,
+             "n_test_runs": int(c), "test_run": a / c} for (t, f, st, o, n), (a, c) in out.items()]
+
+
 def diversity_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Mean, min and max held-out run accuracy per (features, observables, number of values)
     over the fixed-size training sets (combinations x draws)."""
@@ -396,7 +431,7 @@ def main() -> int:
     p.add_argument("--quick", action="store_true", help="3 splits, 100 trees")
     p.add_argument("--only", nargs="*", default=None,
                    help="parts to run: headline sensitivity robustness factors importance "
-                        "anchor4 diversity cells standardised")
+                        "anchor4 diversity cells standardised pooled")
     args = p.parse_args()
     label = STUDIES[args.study]
     train_paths = args.train or list(TRAIN_STORES.get(args.study, [f"runs/{args.study}-train"]))
@@ -420,159 +455,179 @@ def main() -> int:
     def say(msg: str) -> None:
         print(f"[{time.time() - t0:7.0f} s] {msg}", file=sys.stderr, flush=True)
 
-    with threadpool_limits(limits=1):
-        if "headline" in parts:
-            sets = {"measurable (weights, activations, activity change, geometry)": measurable,
-                    "weights, activations, activity change": list(MEASURED),
-                    "weights": ["weights"], "activations": ["activations"],
-                    "activity change": ["activity_change"],
-                    "population geometry": [g for g in GEOMETRY if g in train.data_vars],
-                    "loss / accuracy curves (control)": list(CONTROL),
-                    "everything incl. alignment (model-internal)":
-                        measurable + ["alignment", *CONTROL]}
-            rows = []
-            for view_name, view in (("goal view: 100 units, 10% noise", goal),
-                                    ("all units, no noise", {"units": 0, "noise": 0.0})):
-                for ref in ("none", "initial"):
-                    for name, obs in sets.items():
-                        if name.startswith(("weights", "activations", "activity", "population",
-                                            "everything")) and view_name.startswith("all"):
-                            continue
-                        say(f"headline {view_name} / {ref} / {name}")
-                        r = measure(train, test, label, obs, reference=ref, time_points=None,
-                                    splits=splits, trees=trees, **view)
-                        rows.append({"view": view_name, "features": ref, "observables": name,
-                                     **r})
-            results["headline"] = rows
-            print(table(rows, ["view", "features", "observables", "cv_run", "cv_layer",
-                               "test_run", "test_layer"]))
-        if "sensitivity" in parts:
-            rows = []
-            for units in (0, 100, 30):
-                for noise in (0.0, 0.1, 0.3):
-                    for tp in (11, 6, 3):
-                        if tp != 11 and (units, noise) != (100, 0.1):
-                            continue
-                        say(f"sensitivity units {units} noise {noise} time points {tp}")
-                        r = measure(train, test, label, measurable, reference="initial",
-                                    units=units, noise=noise, time_points=tp, splits=splits,
-                                    trees=trees)
-                        rows.append({"units": units, "noise": noise, "time_points": tp,
+    try:
+        with threadpool_limits(limits=1):
+            if "headline" in parts:
+                sets = {"measurable (weights, activations, activity change, geometry)": measurable,
+                        "weights, activations, activity change": list(MEASURED),
+                        "weights": ["weights"], "activations": ["activations"],
+                        "activity change": ["activity_change"],
+                        "population geometry": [g for g in GEOMETRY if g in train.data_vars],
+                        "loss / accuracy curves (control)": list(CONTROL),
+                        "everything incl. alignment (model-internal)":
+                            measurable + ["alignment", *CONTROL]}
+                rows = []
+                for view_name, view in (("goal view: 100 units, 10% noise", goal),
+                                        ("all units, no noise", {"units": 0, "noise": 0.0})):
+                    for ref in ("none", "initial"):
+                        for name, obs in sets.items():
+                            if name.startswith(("weights", "activations", "activity", "population",
+                                                "everything")) and view_name.startswith("all"):
+                                continue
+                            say(f"headline {view_name} / {ref} / {name}")
+                            r = measure(train, test, label, obs, reference=ref, time_points=None,
+                                        splits=splits, trees=trees, **view)
+                            rows.append({"view": view_name, "features": ref, "observables": name,
+                                         **r})
+                results["headline"] = rows
+                print(table(rows, ["view", "features", "observables", "cv_run", "cv_layer",
+                                   "test_run", "test_layer"]))
+            if "sensitivity" in parts:
+                rows = []
+                for units in (0, 100, 30):
+                    for noise in (0.0, 0.1, 0.3):
+                        for tp in (11, 6, 3):
+                            if tp != 11 and (units, noise) != (100, 0.1):
+                                continue
+                            say(f"sensitivity units {units} noise {noise} time points {tp}")
+                            r = measure(train, test, label, measurable, reference="initial",
+                                        units=units, noise=noise, time_points=tp, splits=splits,
+                                        trees=trees)
+                            rows.append({"units": units, "noise": noise, "time_points": tp,
+                                         **scores(r)})
+                results["sensitivity"] = rows
+                print(table(rows, ["units", "noise", "time_points", "cv_run", "cv_layer",
+                                   "test_run", "test_layer"]))
+            if "robustness" in parts:
+                # the anchor's claim: statistics of activity are more robust to undersampling and
+                # measurement noise than those of the weights
+                rows = []
+                for name, obs in (("weights", ["weights"]), ("activations", ["activations"]),
+                                  ("activity change", ["activity_change"])):
+                    for units, noise in ((0, 0.0), (100, 0.1), (30, 0.3)):
+                        say(f"robustness {name} units {units} noise {noise}")
+                        r = measure(train, test, label, obs, reference="initial", units=units,
+                                    noise=noise, time_points=None, splits=splits, trees=trees)
+                        rows.append({"observables": name, "units": units, "noise": noise,
                                      **scores(r)})
-            results["sensitivity"] = rows
-            print(table(rows, ["units", "noise", "time_points", "cv_run", "cv_layer",
-                               "test_run", "test_layer"]))
-        if "robustness" in parts:
-            # the anchor's claim: statistics of activity are more robust to undersampling and
-            # measurement noise than those of the weights
-            rows = []
-            for name, obs in (("weights", ["weights"]), ("activations", ["activations"]),
-                              ("activity change", ["activity_change"])):
-                for units, noise in ((0, 0.0), (100, 0.1), (30, 0.3)):
-                    say(f"robustness {name} units {units} noise {noise}")
-                    r = measure(train, test, label, obs, reference="initial", units=units,
-                                noise=noise, time_points=None, splits=splits, trees=trees)
-                    rows.append({"observables": name, "units": units, "noise": noise,
-                                 **scores(r)})
-            results["robustness"] = rows
-            print(table(rows, ["observables", "units", "noise", "cv_run", "cv_layer",
-                               "test_run", "test_layer"]))
-        if "factors" in parts:
-            rows = []
-            for ref in ("none", "initial"):
-                say(f"held out by factor / {ref}")
-                for r in by_factor(train, label, measurable, reference=ref, trees=trees,
-                                   **goal):
-                    rows.append({"features": ref, **r})
-                say(f"held out by factor / {ref} / control")
-                for r in by_factor(train, label, list(CONTROL), reference=ref, trees=trees,
-                                   **goal):
-                    rows.append({"features": ref, "control": True, **r})
-            results["factors"] = rows
-            print(table(rows, ["features", "control", "key", "value", "test_run",
-                               "test_layer"]))
-        if "importance" in parts:
-            say("importance (grouped permutation and forest impurity)")
-            results["importance"] = channel_importance(train, label, measurable, trees=trees,
-                                                       splits=splits, **goal)
-            imp = results["importance"]
-            print(table(imp["permutation"][:15], ["channel", "drop"]))
-            print(table(imp["impurity_by_channel"][:15], ["channel", "impurity"]))
-            print(table(imp["impurity_by_statistic"], ["statistic", "impurity"]))
-            print(table(imp["impurity_by_observable"], ["observable", "impurity"]))
-        if "anchor4" in parts and label == "rule_optimizer":
-            rows = []
-            tr4, te4 = subset(train, label, ANCHOR_FOUR), subset(test, label, ANCHOR_FOUR)
-            for ref in ("none", "initial"):
-                for name, obs in (("measurable", measurable), ("control", list(CONTROL))):
-                    say(f"anchor's four classes / {ref} / {name}")
-                    r = measure(tr4, te4, label, obs, reference=ref, time_points=None,
-                                splits=splits, trees=trees, **goal)
-                    rows.append({"features": ref, "observables": name, **r})
-            results["anchor4"] = rows
-            print(table(rows, ["features", "observables", "cv_run", "cv_layer", "test_run",
-                               "test_layer"]))
-        if "cells" in parts and args.study == "factorial":
-            rows = []
-            sets = {"anchor-train (2 tasks, relu/tanh)": open_store(TRAIN_STORES["tasks"][0]),
-                    "all training stores (4 tasks, 5 activations)": train}
-            for set_name, tr in sets.items():
+                results["robustness"] = rows
+                print(table(rows, ["observables", "units", "noise", "cv_run", "cv_layer",
+                                   "test_run", "test_layer"]))
+            if "factors" in parts:
+                rows = []
                 for ref in ("none", "initial"):
-                    for std in (False, True):
-                        for name, obs in (("measurable", measurable),
-                                          ("control", list(CONTROL))):
-                            say(f"factorial cells / {set_name} / {ref} / standardised {std} "
-                                f"/ {name}")
-                            for r in by_cell(tr, test, label, obs, reference=ref, trees=trees,
-                                             standardise=std, **goal):
-                                rows.append({"train": set_name, "features": ref,
-                                             "standardised": std, "observables": name, **r})
-            results["cells"] = rows
-            print(table(rows, ["train", "features", "standardised", "observables", "task",
-                               "activation", "architecture", "unseen", "n_test_runs",
-                               "test_run", "test_layer"]))
-        if "standardised" in parts:
-            rows = []
-            stores = TRAIN_STORES.get(args.study, train_paths)
-            sets = {f"{', '.join(stores[:i])}": open_stores(list(stores[:i]))
-                    for i in range(1, len(stores) + 1)} if args.study in TRAIN_STORES \
-                else {", ".join(train_paths): train}
-            for set_name, tr in sets.items():
+                    say(f"held out by factor / {ref}")
+                    for r in by_factor(train, label, measurable, reference=ref, trees=trees,
+                                       **goal):
+                        rows.append({"features": ref, **r})
+                    say(f"held out by factor / {ref} / control")
+                    for r in by_factor(train, label, list(CONTROL), reference=ref, trees=trees,
+                                       **goal):
+                        rows.append({"features": ref, "control": True, **r})
+                results["factors"] = rows
+                print(table(rows, ["features", "control", "key", "value", "test_run",
+                                   "test_layer"]))
+            if "importance" in parts:
+                say("importance (grouped permutation and forest impurity)")
+                results["importance"] = channel_importance(train, label, measurable, trees=trees,
+                                                           splits=splits, **goal)
+                imp = results["importance"]
+                print(table(imp["permutation"][:15], ["channel", "drop"]))
+                print(table(imp["impurity_by_channel"][:15], ["channel", "impurity"]))
+                print(table(imp["impurity_by_statistic"], ["statistic", "impurity"]))
+                print(table(imp["impurity_by_observable"], ["observable", "impurity"]))
+            if "anchor4" in parts and label == "rule_optimizer":
+                rows = []
+                tr4, te4 = subset(train, label, ANCHOR_FOUR), subset(test, label, ANCHOR_FOUR)
                 for ref in ("none", "initial"):
                     for name, obs in (("measurable", measurable), ("control", list(CONTROL))):
-                        say(f"standardised within condition / {set_name} / {ref} / {name}")
-                        r = standardised_score(tr, test, label, obs, reference=ref,
-                                               trees=trees, **goal)
-                        rows.append({"train": set_name, "features": ref, "observables": name,
-                                     **r})
-                        print(confusion_text(r["test_classes"], r["test_confusion"]),
-                              file=sys.stderr)
-            results["standardised"] = rows
-            print(table(rows, ["train", "features", "observables", "n_train_runs",
-                               "test_run", "test_layer"]))
-        if "diversity" in parts and args.study in DIVERSITY:
-            factor, n_train = DIVERSITY[args.study]
-            rows = []
-            for ref in ("none", "initial"):
-                for name, obs in (("measurable", measurable), ("control", list(CONTROL))):
-                    say(f"{factor} diversity / {ref} / {name}")
-                    for r in diversity(train, test, label, obs, factor, reference=ref,
-                                       trees=trees, n_train=n_train, draws=3, **goal):
+                        say(f"anchor's four classes / {ref} / {name}")
+                        r = measure(tr4, te4, label, obs, reference=ref, time_points=None,
+                                    splits=splits, trees=trees, **goal)
                         rows.append({"features": ref, "observables": name, **r})
-            results["diversity"] = {"factor": factor, "rows": rows,
-                                    "summary": diversity_summary(rows)}
-            print(table(rows, ["features", "observables", "n_values", "values", "draw",
-                               "n_train_runs", "test_run", "test_layer"]))
-            print(table(results["diversity"]["summary"],
-                        ["features", "observables", "n_values", "fits", "test_run_mean",
-                         "test_run_min", "test_run_max"]))
-    results["compute"] = {"wall_s": round(time.time() - t0, 1),
-                          "cpu_s": round(time.process_time() - c0, 1)}
-    old = json.loads(out_path.read_text()) if out_path.exists() else {}
-    old.update(results)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(old, indent=1, default=float))
-    say(f"wrote {out_path}")
+                results["anchor4"] = rows
+                print(table(rows, ["features", "observables", "cv_run", "cv_layer", "test_run",
+                                   "test_layer"]))
+            if "cells" in parts and args.study == "factorial":
+                rows = []
+                sets = {"anchor-train (2 tasks, relu/tanh)": open_store(TRAIN_STORES["tasks"][0]),
+                        "all training stores (4 tasks, 5 activations)": train}
+                for set_name, tr in sets.items():
+                    for ref in ("none", "initial"):
+                        for std in (False, True):
+                            for name, obs in (("measurable", measurable),
+                                              ("control", list(CONTROL))):
+                                say(f"factorial cells / {set_name} / {ref} / standardised {std} "
+                                    f"/ {name}")
+                                for r in by_cell(tr, test, label, obs, reference=ref, trees=trees,
+                                                 standardise=std, **goal):
+                                    rows.append({"train": set_name, "features": ref,
+                                                 "standardised": std, "observables": name, **r})
+                results["cells"] = rows
+                print(table(rows, ["train", "features", "standardised", "observables", "task",
+                                   "activation", "architecture", "unseen", "n_test_runs",
+                                   "test_run", "test_layer"]))
+            if "pooled" in parts and args.study in TRAIN_STORES:
+                rows = []
+                stores = TRAIN_STORES[args.study]
+                for n in sorted({1, len(stores)}):
+                    tr_all = open_stores(list(stores[:n]))
+                    for classes_name, keep in (("6 classes", None), ("anchor's 4", ANCHOR_FOUR)):
+                        tr, te = subset(tr_all, label, keep), subset(test, label, keep)
+                        for ref in ("none", "initial"):
+                            for name, obs in (("measurable", measurable),
+                                              ("control", list(CONTROL))):
+                                say(f"pooled / {n} store(s) / {classes_name} / {ref} / {name}")
+                                r = pooled(tr, te, label, obs, reference=ref, trees=200, **goal)
+                                rows.append({"train": ", ".join(stores[:n]),
+                                             "classes": classes_name, "features": ref,
+                                             "observables": name, **r})
+                results["pooled"] = rows
+                print(table(rows, ["train", "classes", "features", "observables", "n_train_runs",
+                                   "test_run_mean", "test_run_min", "test_run_max"]))
+            if "standardised" in parts:
+                rows = []
+                stores = TRAIN_STORES.get(args.study, train_paths)
+                sets = {f"{', '.join(stores[:i])}": open_stores(list(stores[:i]))
+                        for i in range(1, len(stores) + 1)} if args.study in TRAIN_STORES \
+                    else {", ".join(train_paths): train}
+                for set_name, tr in sets.items():
+                    for ref in ("none", "initial"):
+                        for name, obs in (("measurable", measurable), ("control", list(CONTROL))):
+                            say(f"standardised within condition / {set_name} / {ref} / {name}")
+                            r = standardised_score(tr, test, label, obs, reference=ref,
+                                                   trees=trees, **goal)
+                            rows.append({"train": set_name, "features": ref, "observables": name,
+                                         **r})
+                            print(confusion_text(r["test_classes"], r["test_confusion"]),
+                                  file=sys.stderr)
+                results["standardised"] = rows
+                print(table(rows, ["train", "features", "observables", "n_train_runs",
+                                   "test_run", "test_layer"]))
+            if "diversity" in parts and args.study in DIVERSITY:
+                factor, n_train = DIVERSITY[args.study]
+                rows = []
+                for ref in ("none", "initial"):
+                    for name, obs in (("measurable", measurable), ("control", list(CONTROL))):
+                        say(f"{factor} diversity / {ref} / {name}")
+                        for r in diversity(train, test, label, obs, factor, reference=ref,
+                                           trees=trees, n_train=n_train, draws=3, **goal):
+                            rows.append({"features": ref, "observables": name, **r})
+                results["diversity"] = {"factor": factor, "rows": rows,
+                                        "summary": diversity_summary(rows)}
+                print(table(rows, ["features", "observables", "n_values", "values", "draw",
+                                   "n_train_runs", "test_run", "test_layer"]))
+                print(table(results["diversity"]["summary"],
+                            ["features", "observables", "n_values", "fits", "test_run_mean",
+                             "test_run_min", "test_run_max"]))
+    finally:  # what was measured is kept, also when a later part fails
+        results["compute"] = {"wall_s": round(time.time() - t0, 1),
+                              "cpu_s": round(time.process_time() - c0, 1)}
+        old = json.loads(out_path.read_text()) if out_path.exists() else {}
+        old.update(results)
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(json.dumps(old, indent=1, default=float))
+        say(f"wrote {out_path}")
     return 0
 
 
