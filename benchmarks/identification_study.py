@@ -62,7 +62,8 @@ MEASURED = ("weights", "activations", "activity_change")
 GEOMETRY = ("dimensionality", "rsa_initial", "rsa_previous", "rsa_layer", "coupling")
 CONTROL = ("loss", "test_accuracy")
 STUDIES = {"anchor": "rule_optimizer", "seven": "rule", "tasks": "rule_optimizer",
-           "activations": "rule_optimizer", "factorial": "rule_optimizer"}
+           "activations": "rule_optimizer", "factorial": "rule_optimizer",
+           "seven-diverse": "rule"}
 # the diversity arms: the anchor's training store plus experiments/anchor-tasks.toml (tasks),
 # plus experiments/anchor-activations.toml (activations); the factor each arm varies
 TRAIN_STORES = {"tasks": ("runs/anchor-train", "runs/anchor-tasks"),
@@ -71,6 +72,9 @@ TRAIN_STORES = {"tasks": ("runs/anchor-train", "runs/anchor-tasks"),
 TEST_STORES = {"tasks": "runs/anchor-test", "activations": "runs/anchor-test",
                "factorial": "runs/anchor-factorial"}
 TRAIN_STORES["factorial"] = TRAIN_STORES["activations"]
+# the seven rules' diversity arm: experiments/seven-rules-diverse.toml
+TRAIN_STORES["seven-diverse"] = ("runs/seven-train", "runs/seven-diverse")
+TEST_STORES["seven-diverse"] = "runs/seven-test"
 # the factorial test store's seen values (those of experiments/anchor-train.toml)
 SEEN = {"task": "digits", "activation": "relu", "architecture": "128-128"}
 DIVERSITY = {"tasks": ("task", 144), "activations": ("activation", 144)}
@@ -572,7 +576,9 @@ def main() -> int:
                 stores = TRAIN_STORES[args.study]
                 for n in sorted({1, len(stores)}):
                     tr_all = open_stores(list(stores[:n]))
-                    for classes_name, keep in (("6 classes", None), ("anchor's 4", ANCHOR_FOUR)):
+                    views = (("all classes", None),) + ((("anchor's 4", ANCHOR_FOUR),)
+                                                        if label == "rule_optimizer" else ())
+                    for classes_name, keep in views:
                         tr, te = subset(tr_all, label, keep), subset(test, label, keep)
                         for ref in ("none", "initial"):
                             for name, obs in (("measurable", measurable),

@@ -229,3 +229,16 @@ def test_cifar10_missing_or_malformed_files_name_the_file(cifar_dir, tmp_path_fa
     (path / "test_batch.bin").write_bytes(b"")
     with pytest.raises(ConfigError, match="test_batch.bin' has 0 bytes"):
         tasks.create("cifar10", path=str(path))
+
+
+@pytest.mark.parametrize("name", ["digits", "gaussian_mixture", "teacher_student",
+                                  "hidden_manifold", "spirals"])
+def test_memory_budget_knows_each_tasks_size_without_loading_it(name):
+    """lrsim.budget sizes a task from its parameters alone; it must agree with the data."""
+    from lrsim.budget import _task_dims
+    from lrsim.config import parse
+
+    exp = parse({"name": "t", "task": {"name": name}})
+    task = tasks.create(name)
+    n = len(task.x_train) + len(task.x_test)
+    assert _task_dims(exp) == (task.n_in, task.n_out, n)

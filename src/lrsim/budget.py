@@ -44,6 +44,10 @@ def _task_dims(exp: Experiment) -> tuple[int, int, int]:
         return int(p.get("dim", 20)), int(p.get("classes", 4)), int(p.get("samples", 2000))
     if name == "teacher_student":
         return int(p.get("dim", 20)), int(p.get("outputs", 5)), int(p.get("samples", 2000))
+    if name == "hidden_manifold":
+        return int(p.get("dim", 50)), int(p.get("classes", 3)), int(p.get("samples", 2000))
+    if name == "spirals":
+        return int(p.get("dim", 10)), int(p.get("classes", 3)), int(p.get("samples", 2000))
     return 1000, 10, 10_000
 
 
