@@ -398,3 +398,35 @@ def test_feature_choices_are_checked_before_any_fit():
     with pytest.raises(ConfigError, match=r"--time-axis progress needs activity_change .* "
                                           r"which the --test store does not record"):
         plan(ds, time_axis="progress", test_ds=_planted(4, "s", 2).drop_vars("activity_change"))
+
+
+def test_several_training_stores_are_read_as_one(tmp_path, capsys):
+    """`lrsim identify A B`: the runs of both stores train the classifier (the summary and
+    results.json count them and name both); a store given twice, a copy of a run in both, or
+    --test equal to one of them is one line, exit 2, nothing written."""
+    small = lambda prefix, seed: _planted(n=3, prefix=prefix, seed=seed).drop_vars(  # noqa: E731
+        ["loss", "test_accuracy"]).isel(units=[0], noise=[0])
+    a = _store(small("a", 1), tmp_path / "a")
+    b = _store(small("b", 2), tmp_path / "b")
+    fast = ["--quick", "--quiet", "--classifiers", "forest", "--splits", "2",
+            "--permutations", "1", "--observables", "weights"]
+    out = tmp_path / "report"
+    assert main(["identify", str(a), str(b), "--out", str(out), *fast]) == 0
+    got = json.loads((out / "results.json").read_text())
+    assert got["store"] == f"{a}, {b}"
+    assert got["n_runs"] == 18  # 3 rules x 3 runs in each store
+    capsys.readouterr()
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    first = sorted(a.glob("*.nc"))[0]
+    (copy / first.name).write_bytes(first.read_bytes())
+    for args, message in (([str(a), str(a)], r"a training store is given twice"),
+                          ([str(a), str(copy)], rf"run {first.stem} is in both '{a}' and "
+                                                rf"'{copy}' \(a copy\?\); open each store once"),
+                          ([str(a), str(b), "--test", str(b)],
+                           r"--test .* is the training store itself")):
+        bad_out = tmp_path / "bad"
+        assert main(["identify", *args, "--out", str(bad_out), *fast]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and re.search(message, err), err
+        assert not bad_out.exists()

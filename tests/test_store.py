@@ -70,6 +70,28 @@ def test_round_trip(tmp_path, runs):
     assert json.loads(str(scan["config"].values[0]))["train"]["replicas"] == 1
 
 
+def test_several_stores_open_as_one(tmp_path, runs):
+    """open_scan([a, b]): every run of both, with the values each was written with (read back
+    from the run's own dataset); a run in both folders is refused, naming both."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    for ds in runs[:2]:
+        write_run(ds, a)
+    for ds in runs[2:]:
+        write_run(ds, b)
+    scan = lrsim.open_scan([a, b])
+    assert sorted(scan["run"].values) == sorted(d.attrs["run_id"] for d in runs)
+    assert scan.attrs["store"] == f"{a}, {b}"
+    for ds in runs:
+        one = scan.sel(run=ds.attrs["run_id"])
+        got = one["weights"].sel(layer=ds["layer"])
+        np.testing.assert_array_equal(got.values, ds["weights"].values)
+    assert set(scan["architecture"].values) == {"8-6", "5"}
+    write_run(runs[0], b)
+    with pytest.raises(LrsimError, match=rf"run {runs[0].attrs['run_id']} is in both '{a}' "
+                                         rf"and '{b}' \(a copy\?\)"):
+        open_scan([a, b])
+
+
 def test_truncated_file_is_reported(tmp_path, runs):
     for ds in runs[:2]:
         write_run(ds, tmp_path)

@@ -7,7 +7,8 @@ from lrsim.version import __version__
 
 
 def open_scan(path):  # noqa: ANN001, ANN201
-    """Open a run store (folder of per-run netCDF files) as one Dataset with a `run` dimension."""
+    """Open a run store (folder of per-run netCDF files), or a list of them read as one, as one
+    Dataset with a `run` dimension."""
     from lrsim.store import open_scan as _open
 
     return _open(path)

@@ -24,6 +24,7 @@ import json
 import os
 import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -481,9 +482,10 @@ def _build(metas: list[_RunMeta], chunk_runs: int, token: str) -> xr.Dataset:
                                   **labels)
 
 
-def open_scan(directory: str | Path, errors: Literal["raise", "report"] = "raise",
-              chunk_runs: int = 256) -> xr.Dataset:
-    """Every run file in `directory` as one lazy Dataset with a `run` dimension.
+def open_scan(directory: str | Path | Sequence[str | Path],
+              errors: Literal["raise", "report"] = "raise", chunk_runs: int = 256) -> xr.Dataset:
+    """Every run file in `directory` (or in several directories: a list, read as one store)
+    as one lazy Dataset with a `run` dimension.
 
     Opening reads each file's metadata only (its `lrsim_index` attribute); the variables are
     dask arrays, read from the files when computed (`.values`, `.load()`, `.compute()`), in
@@ -500,21 +502,35 @@ def open_scan(directory: str | Path, errors: Literal["raise", "report"] = "raise
     (`lrsim.metadata`). Files that cannot be read: errors="raise" (default) raises
     `LrsimError` naming them; errors="report" warns, leaves them out and names them in the
     attribute `unreadable` (JSON list). Temporary files left by unfinished writes are warned
-    about and named in `incomplete`. Export: `open_scan(d).to_zarr("store.zarr")`.
+    about and named in `incomplete`. Several directories (e.g. the stores of several scans:
+    `open_scan(["runs/a", "runs/b"])`) are read as one; a run id found in two of them (a copied
+    store) raises `LrsimError` naming both. Export: `open_scan(d).to_zarr("store.zarr")`.
     """
     from dask.base import tokenize
 
     from lrsim.metadata import describe, with_stat_power
 
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise LrsimError(f"open_scan: '{directory}' is not a directory")
+    several = not isinstance(directory, str | Path)
+    directories = [Path(d) for d in directory] if several else [Path(directory)]
+    if not directories:
+        raise LrsimError("open_scan: no directory given")
+    for d in directories:
+        if not d.is_dir():
+            raise LrsimError(f"open_scan: '{d}' is not a directory")
     if errors not in ("raise", "report"):
         raise LrsimError(f"open_scan: errors must be 'raise' or 'report' (got {errors!r})")
     if not isinstance(chunk_runs, int) or chunk_runs < 1:
         raise LrsimError(f"open_scan: chunk_runs must be a positive integer (got {chunk_runs!r})")
-    files = sorted(p for p in directory.glob(f"*{SUFFIX}") if not p.name.startswith("."))
-    incomplete = [p.name for p in _tmp_files(directory)]
+    files, seen = [], {}
+    for d in directories:
+        for p in sorted(p for p in d.glob(f"*{SUFFIX}") if not p.name.startswith(".")):
+            if p.name in seen:
+                raise LrsimError(f"open_scan: run {p.name[: -len(SUFFIX)]} is in both "
+                                 f"'{seen[p.name]}' and '{d}' (a copy?); open each store once")
+            seen[p.name] = d
+            files.append(p)
+    incomplete = [str(p if several else p.name) for d in directories for p in _tmp_files(d)]
+    label = ", ".join(str(d) for d in directories)
     metas: list[_RunMeta] = []
     bad: list[str] = []
     stamps = []
@@ -531,22 +547,23 @@ def open_scan(directory: str | Path, errors: Literal["raise", "report"] = "raise
             continue
         metas.append(meta)
         st = path.stat()
-        stamps.append((path.name, st.st_size, st.st_mtime_ns))
+        stamps.append((str(path) if several else path.name, st.st_size, st.st_mtime_ns))
     if bad and errors == "raise":
         shown = "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
-        raise LrsimError(f"open_scan: {len(bad)} unreadable run file(s) in '{directory}': "
+        raise LrsimError(f"open_scan: {len(bad)} unreadable run file(s) in '{label}': "
                          f"{shown} (move or delete them, or pass errors='report')")
     if bad:
         warnings.warn(f"open_scan: left out {len(bad)} unreadable file(s): {'; '.join(bad)}",
                       stacklevel=2)
     if incomplete:
         warnings.warn(f"open_scan: {len(incomplete)} incomplete (temporary) file(s) in "
-                      f"'{directory}', not read: {', '.join(incomplete)}", stacklevel=2)
+                      f"'{label}', not read: {', '.join(incomplete)}", stacklevel=2)
     if not metas:
-        raise LrsimError(f"open_scan: no run files (*{SUFFIX}) in '{directory}'")
-    combined = _build(metas, chunk_runs, tokenize(str(directory.resolve()), stamps))
+        raise LrsimError(f"open_scan: no run files (*{SUFFIX}) in '{label}'")
+    combined = _build(metas, chunk_runs,
+                      tokenize([str(d.resolve()) for d in directories], stamps))
     combined = describe(with_stat_power(combined))
     combined.attrs = {"Conventions": combined.attrs.get("Conventions", ""),
-                      "store": str(directory), "unreadable": json.dumps(bad),
+                      "store": label, "unreadable": json.dumps(bad),
                       "incomplete": json.dumps(incomplete)}
     return combined

@@ -43,7 +43,8 @@ def add(sub: argparse._SubParsersAction) -> None:
         description="Identify the learning rule from what an experiment could record: the "
         "headline uses only measurable observables (and held-out runs when asked for); the "
         "loss curves are the control; model-internal quantities are reported apart.")
-    r.add_argument("store", help="folder of run files (from `lrsim scan` or `lrsim run --out`)")
+    r.add_argument("store", nargs="+", help="folder(s) of run files (from `lrsim scan` or "
+                   "`lrsim run --out`); several are read as one training store")
     r.add_argument("--out", required=True, help="folder for report.html and results.json")
     r.add_argument("--label", default="rule", choices=LABELS, metavar="LABEL",
                    help=f"what to identify: {', '.join(LABELS)} (rule_optimizer = "
@@ -51,7 +52,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--holdout", metavar="KEY=VALUE",
                    help="also train on every run without KEY=VALUE and test on those with it "
                         "(e.g. architecture=64-64, task=digits, lr=0.01:0.1)")
-    r.add_argument("--test", metavar="STORE2", help="also train on STORE, test on STORE2")
+    r.add_argument("--test", metavar="STORE2", help="also train on STORE(s), test on STORE2")
     r.add_argument("--target", default=str(TARGET), metavar="ACC",
                    help=f"accuracy the protocol search aims for, in (0, 1] (default {TARGET})")
     r.add_argument("--classifiers", nargs="+", default=["linear", "forest", "temporal"],
@@ -96,16 +97,18 @@ def _torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def open_store(path: str | Path) -> Any:
-    """The store at `path` as one Dataset with a `run` dimension (`lrsim.store.open_scan`),
-    loaded: identification reads every variable many times (features per view and sweep)."""
+def open_store(path: str | Path | Sequence[str | Path]) -> Any:
+    """The store at `path` (or the stores at several paths, read as one) as one Dataset with a
+    `run` dimension (`lrsim.store.open_scan`), loaded: identification reads every variable
+    many times (features per view and sweep)."""
     from lrsim.store import open_scan
 
-    path = Path(path)
-    if not path.is_dir():
-        raise ConfigError(f"store '{path}' is not a folder of run files")
+    paths = [Path(path)] if isinstance(path, str | Path) else [Path(p) for p in path]
+    for p in paths:
+        if not p.is_dir():
+            raise ConfigError(f"store '{p}' is not a folder of run files")
     try:
-        return open_scan(path).load()
+        return open_scan(paths[0] if len(paths) == 1 else paths).load()
     except LrsimError as err:  # the CLI has no errors='report': say what a user can do
         raise LrsimError(str(err).replace(", or pass errors='report')", ")")) from None
 
@@ -121,7 +124,8 @@ def parse_target(value: str | float) -> float:
     return target
 
 
-def run_identify(store: str | Path, out: str | Path, *, label: str = "rule",
+def run_identify(store: str | Path | Sequence[str | Path], out: str | Path, *,
+                 label: str = "rule",
                  holdout: str | None = None, test: str | Path | None = None,
                  classifiers: Sequence[str] = ("linear", "forest", "temporal"),
                  quick: bool = False, splits: int = N_SPLITS, permutations: int | None = None,
@@ -130,7 +134,8 @@ def run_identify(store: str | Path, out: str | Path, *, label: str = "rule",
                  features: str = FEATURES_DEFAULT, time_axis: str = TIME_AXIS_DEFAULT
                  ) -> tuple[Path, IdentifyResult]:
     """Check the request, open the store(s), run `lrsim.analysis.identify.identify`, write the
-    report; return (path of report.html, result). `progress`: None (a bar in a terminal,
+    report; return (path of report.html, result). `store`: a folder of run files, or several
+    read as one training store. `progress`: None (a bar in a terminal,
     plain lines in a log, nothing under --quiet), False (nothing), True, or a
     `lrsim.analysis.progress.Progress`."""
     from lrsim.analysis.identify import check_feature_names, identify
@@ -147,19 +152,23 @@ def run_identify(store: str | Path, out: str | Path, *, label: str = "rule",
     if jobs < 1:
         raise ConfigError(f"--jobs must be >= 1 (got {jobs})")
     check_feature_names(features, time_axis)
-    if test is not None and Path(test).resolve() == Path(store).resolve():
+    stores = [store] if isinstance(store, str | Path) else list(store)
+    if len({Path(s).resolve() for s in stores}) < len(stores):
+        raise ConfigError(f"a training store is given twice ({', '.join(map(str, stores))}); "
+                          "give each once")
+    if test is not None and any(Path(test).resolve() == Path(s).resolve() for s in stores):
         raise ConfigError(f"--test {test} is the training store itself; give a store of other "
                           f"runs (networks never trained on)")
     out = Path(out)
     check_claim(out, "report")
     prog = progress if isinstance(progress, Progress) else Progress("identify", progress)
-    ds = open_store(store)
+    ds = open_store(stores)
     test_ds = open_store(test) if test is not None else None
     with _torch_threads(1):
         result = identify(ds, label=label, classifiers=list(classifiers), holdout=holdout,
                           test_ds=test_ds, quick=quick, n_splits=splits,
                           n_permutations=permutations, target=target, random_state=seed,
-                          n_jobs=jobs, progress=prog, store=str(store),
+                          n_jobs=jobs, progress=prog, store=", ".join(map(str, stores)),
                           test_store="" if test is None else str(test),
                           observables=observables, features=features, time_axis=time_axis)
     prog.say("writing the report")
