@@ -76,7 +76,7 @@ TRAIN_STORES["factorial"] = TRAIN_STORES["activations"]
 TRAIN_STORES["seven-diverse"] = ("runs/seven-train", "runs/seven-diverse")
 TEST_STORES["seven-diverse"] = "runs/seven-test"
 # the factorial test store's seen values (those of experiments/anchor-train.toml)
-SEEN = {"task": "digits", "activation": "relu", "architecture": "128-128"}
+SEEN = {"task": "digits", "activation": "relu", "architecture": "128-128"}  # of CONDITION
 DIVERSITY = {"tasks": ("task", 144), "activations": ("activation", 144)}
 # the anchor's four classes (Nayebi et al. 2020): SGD-M, Adam, FA, IA
 ANCHOR_FOUR = ("backprop+momentum", "backprop+adam", "feedback_alignment+momentum",
@@ -133,6 +133,22 @@ def subset(ds: xr.Dataset, label: str, classes: tuple[str, ...] | None) -> xr.Da
         return ds
     keep = np.isin(ds[label].values.astype(str), list(classes))
     return ds.isel(run=np.flatnonzero(keep))
+
+
+def train_test_samples(train: xr.Dataset, test: xr.Dataset, label: str,
+                       observables: list[str], *, reference: str, units: int, noise: float,
+                       time_points: int | None = None, meta_keys: tuple[str, ...] = ()
+                       ) -> tuple[Any, Any, np.ndarray]:
+    """(training samples, test samples, classes of both): the same features read from both
+    stores, each fitted on its own store (the channels and time grid depend on the settings
+    only)."""
+    def read(ds: xr.Dataset) -> Any:
+        feats = TrajectoryFeatures(observables, units=units, noise=noise,
+                                   time_points=time_points, reference=reference)
+        return make_samples(ds, feats, label, meta_keys=meta_keys)
+
+    s_tr, s_te = read(train), read(test)
+    return s_tr, s_te, np.unique(np.concatenate([s_tr.y, s_te.y]))
 
 
 def measure(train: xr.Dataset, test: xr.Dataset | None, label: str, observables: list[str],
@@ -249,12 +265,8 @@ def diversity(train: xr.Dataset, test: xr.Dataset, label: str, observables: list
     leave-one-value-out over all values, and all training networks at once."""
     from itertools import combinations
 
-    feats = TrajectoryFeatures(observables, units=units, noise=noise, reference=reference)
-    s_all = make_samples(train, feats, label)
-    f_te = TrajectoryFeatures(observables, units=units, noise=noise,
-                              reference=reference).fit(test)
-    s_te = make_samples(test, f_te, label)
-    classes = np.unique(np.concatenate([s_all.y, s_te.y]))
+    s_all, s_te, classes = train_test_samples(train, test, label, observables,
+                                              reference=reference, units=units, noise=noise)
     values = tuple(sorted(set(train[factor].values.astype(str))))
     rows = []
     for k in range(1, len(values) + 1):
@@ -308,12 +320,10 @@ def standardised_score(train: xr.Dataset, test: xr.Dataset, label: str,
                        trees: int) -> dict[str, Any]:
     """Held-out accuracy on `test` with features z-scored within each condition and layer
     (`standardised`), training on all of `train`."""
-    feats = TrajectoryFeatures(observables, units=units, noise=noise, reference=reference)
-    s_tr = standardised(make_samples(train, feats, label, meta_keys=CONDITION))
-    f_te = TrajectoryFeatures(observables, units=units, noise=noise,
-                              reference=reference).fit(test)
-    s_te = standardised(make_samples(test, f_te, label, meta_keys=CONDITION))
-    classes = np.unique(np.concatenate([s_tr.y, s_te.y]))
+    s_tr, s_te, classes = train_test_samples(train, test, label, observables,
+                                             reference=reference, units=units, noise=noise,
+                                             meta_keys=CONDITION)
+    s_tr, s_te = standardised(s_tr), standardised(s_te)
     r, _ = fit_and_score(forest(trees), s_tr, s_te, classes)
     return {"test_run": _get(r, "run_accuracy"), "test_layer": _get(r, "accuracy"),
             "test_confusion": _confusion(r), "test_classes": list(map(str, classes)),
@@ -328,15 +338,12 @@ def by_cell(train: xr.Dataset, test: xr.Dataset, label: str, observables: list[s
     training store has. `standardise`: features z-scored within each condition and layer."""
     from lrsim.analysis.crossval import class_proba, run_level_accuracy
 
-    feats = TrajectoryFeatures(observables, units=units, noise=noise, reference=reference)
-    s_tr = make_samples(train, feats, label, meta_keys=CONDITION)
-    f_te = TrajectoryFeatures(observables, units=units, noise=noise,
-                              reference=reference).fit(test)
-    keys = tuple(SEEN)
-    s_te = make_samples(test, f_te, label, meta_keys=keys)
+    keys = CONDITION
+    s_tr, s_te, classes = train_test_samples(train, test, label, observables,
+                                             reference=reference, units=units, noise=noise,
+                                             meta_keys=keys)
     if standardise:
         s_tr, s_te = standardised(s_tr), standardised(s_te)
-    classes = np.unique(np.concatenate([s_tr.y, s_te.y]))
     _, est = fit_and_score(forest(trees), s_tr, s_te, classes)
     proba = class_proba(est, s_te.X, classes)
     trained = {k: set(train[k].values.astype(str)) for k in keys}
@@ -359,12 +366,8 @@ def pooled(train: xr.Dataset, test: xr.Dataset, label: str, observables: list[st
            ) -> dict[str, Any]:
     """Train on all of `train`, test on `test`, with `seeds` forests of different seeds: the
     held-out run accuracy's mean, min and max over forest seeds, and the last confusion."""
-    feats = TrajectoryFeatures(observables, units=units, noise=noise, reference=reference)
-    s_tr = make_samples(train, feats, label)
-    f_te = TrajectoryFeatures(observables, units=units, noise=noise,
-                              reference=reference).fit(test)
-    s_te = make_samples(test, f_te, label)
-    classes = np.unique(np.concatenate([s_tr.y, s_te.y]))
+    s_tr, s_te, classes = train_test_samples(train, test, label, observables,
+                                             reference=reference, units=units, noise=noise)
     accs = []
     for seed in range(seeds):
         r, _ = fit_and_score(forest(trees, seed=seed), s_tr, s_te, classes)
