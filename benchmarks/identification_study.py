@@ -63,7 +63,7 @@ GEOMETRY = ("dimensionality", "rsa_initial", "rsa_previous", "rsa_layer", "coupl
 CONTROL = ("loss", "test_accuracy")
 STUDIES = {"anchor": "rule_optimizer", "seven": "rule", "tasks": "rule_optimizer",
            "activations": "rule_optimizer", "factorial": "rule_optimizer",
-           "seven-diverse": "rule"}
+           "seven-diverse": "rule", "tasks6": "rule_optimizer", "all": "rule_optimizer"}
 # the diversity arms: the anchor's training store plus experiments/anchor-tasks.toml (tasks),
 # plus experiments/anchor-activations.toml (activations); the factor each arm varies
 TRAIN_STORES = {"tasks": ("runs/anchor-train", "runs/anchor-tasks"),
@@ -72,12 +72,18 @@ TRAIN_STORES = {"tasks": ("runs/anchor-train", "runs/anchor-tasks"),
 TEST_STORES = {"tasks": "runs/anchor-test", "activations": "runs/anchor-test",
                "factorial": "runs/anchor-factorial"}
 TRAIN_STORES["factorial"] = TRAIN_STORES["activations"]
+# six tasks (experiments/anchor-tasks2.toml adds parity and rings), and every anchor store
+TRAIN_STORES["tasks6"] = (*TRAIN_STORES["tasks"], "runs/anchor-tasks2")
+TRAIN_STORES["all"] = (*TRAIN_STORES["activations"], "runs/anchor-tasks2")
+TEST_STORES.update({"tasks6": "runs/anchor-test", "all": "runs/anchor-test"})
 # the seven rules' diversity arm: experiments/seven-rules-diverse.toml
 TRAIN_STORES["seven-diverse"] = ("runs/seven-train", "runs/seven-diverse")
 TEST_STORES["seven-diverse"] = "runs/seven-test"
 # the factorial test store's seen values (those of experiments/anchor-train.toml)
 SEEN = {"task": "digits", "activation": "relu", "architecture": "128-128"}  # of CONDITION
-DIVERSITY = {"tasks": ("task", 144), "activations": ("activation", 144)}
+# the factor each diversity arm varies, the fixed training size, the draws per combination
+DIVERSITY = {"tasks": ("task", 144, 3), "activations": ("activation", 144, 3),
+             "tasks6": ("task", 144, 1)}
 # the anchor's four classes (Nayebi et al. 2020): SGD-M, Adam, FA, IA
 ANCHOR_FOUR = ("backprop+momentum", "backprop+adam", "feedback_alignment+momentum",
                "information_alignment+momentum")
@@ -614,13 +620,14 @@ def main() -> int:
                 print(table(rows, ["train", "features", "observables", "n_train_runs",
                                    "test_run", "test_layer"]))
             if "diversity" in parts and args.study in DIVERSITY:
-                factor, n_train = DIVERSITY[args.study]
+                factor, n_train, draws = DIVERSITY[args.study]
                 rows = []
                 for ref in ("none", "initial"):
                     for name, obs in (("measurable", measurable), ("control", list(CONTROL))):
                         say(f"{factor} diversity / {ref} / {name}")
                         for r in diversity(train, test, label, obs, factor, reference=ref,
-                                           trees=trees, n_train=n_train, draws=3, **goal):
+                                           trees=trees, n_train=n_train, draws=draws,
+                                           **goal):
                             rows.append({"features": ref, "observables": name, **r})
                 results["diversity"] = {"factor": factor, "rows": rows,
                                         "summary": diversity_summary(rows)}

@@ -174,6 +174,42 @@ def spirals(seed=0, test_fraction=0.2, classes=3, dim=10, turns=1.0, noise=0.05,
     return _classification("spirals", x, labels, classes, test_fraction, seed)
 
 
+@tasks.register("parity", params={
+    "seed": _SEED, "test_fraction": _TEST,
+    "dim": Param(20, "input bits n", low=1, high=100000),
+    "k": Param(3, "bits whose product is the label", low=1, high=100000),
+    "samples": Param(2000, low=10, high=10**7)})
+def parity(seed=0, test_fraction=0.2, dim=20, k=3, samples=2000) -> Task:
+    """Sparse parity (Barak, Edelman, Goel, Kakade, Malach & Zhang 2022, NeurIPS): x uniform on
+    {-1, +1}^dim, label = [prod_{i in S} x_i = -1] for a fixed random set S of k bits; two
+    classes, no single bit (or any fewer than k) says anything about the label."""
+    if k > dim:
+        raise ConfigError(f"task 'parity': k = {k} bits cannot be drawn from dim = {dim}")
+    rng = np.random.default_rng(seed)
+    bits = rng.choice(dim, size=k, replace=False)
+    x = rng.choice([-1.0, 1.0], size=(samples, dim))
+    labels = (np.prod(x[:, bits], axis=1) < 0).astype(int)
+    return _classification("parity", x, labels, 2, test_fraction, seed)
+
+
+@tasks.register("rings", params={
+    "seed": _SEED, "test_fraction": _TEST,
+    "classes": Param(3, "number of shells", low=2, high=1000),
+    "dim": Param(10, "input dimension", low=1, high=100000),
+    "samples": Param(2000, low=10, high=10**7)})
+def rings(seed=0, test_fraction=0.2, classes=3, dim=10, samples=2000) -> Task:
+    """Concentric shells: x ~ N(0, I_dim), label = the shell of |x| between the chi
+    distribution's quantiles j / classes, so the classes are equally likely and no linear
+    readout separates them (the label depends on the norm only)."""
+    from scipy.stats import chi
+
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((samples, dim))
+    edges = chi.ppf(np.arange(1, classes) / classes, dim)
+    labels = np.searchsorted(edges, np.linalg.norm(x, axis=1))
+    return _classification("rings", x, labels, classes, test_fraction, seed)
+
+
 # ---------------------------------------------------------------------------------------------
 # MNIST from IDX files on a local path (no download at run time)
 

@@ -232,7 +232,7 @@ def test_cifar10_missing_or_malformed_files_name_the_file(cifar_dir, tmp_path_fa
 
 
 @pytest.mark.parametrize("name", ["digits", "gaussian_mixture", "teacher_student",
-                                  "hidden_manifold", "spirals"])
+                                  "hidden_manifold", "spirals", "parity", "rings"])
 def test_memory_budget_knows_each_tasks_size_without_loading_it(name):
     """lrsim.budget sizes a task from its parameters alone; it must agree with the data."""
     from lrsim.budget import _task_dims
@@ -242,3 +242,31 @@ def test_memory_budget_knows_each_tasks_size_without_loading_it(name):
     task = tasks.create(name)
     n = len(task.x_train) + len(task.x_test)
     assert _task_dims(exp) == (task.n_in, task.n_out, n)
+
+
+def test_parity_label_is_the_product_of_exactly_k_bits():
+    from itertools import combinations
+
+    task = tasks.create("parity", dim=8, k=3, samples=400)
+    x = np.concatenate([task.x_train.numpy(), task.x_test.numpy()])
+    lab = np.concatenate([task.labels_train.numpy(), task.labels_test.numpy()])
+    assert set(np.unique(x)) == {-1.0, 1.0}
+    fits = [s for s in combinations(range(8), 3)
+            if np.array_equal((np.prod(x[:, s], axis=1) < 0).astype(int), lab)]
+    assert len(fits) == 1  # one set of 3 bits, found by brute force
+    for i in range(8):  # no single bit predicts the label
+        assert abs(np.mean(lab[x[:, i] > 0]) - np.mean(lab[x[:, i] < 0])) < 0.2
+    with pytest.raises(ConfigError, match=r"k = 9 bits cannot be drawn from dim = 8"):
+        tasks.create("parity", dim=8, k=9)
+
+
+def test_rings_split_the_norm_at_equal_probability_shells():
+    from scipy.stats import chi2
+
+    task = tasks.create("rings", classes=3, dim=5, samples=6000)
+    x = np.concatenate([task.x_train.numpy(), task.x_test.numpy()])
+    lab = np.concatenate([task.labels_train.numpy(), task.labels_test.numpy()])
+    sq = (x ** 2).sum(1)  # |x|^2 ~ chi-square(5): shells at its tertiles
+    edges = chi2.ppf([1 / 3, 2 / 3], 5)
+    np.testing.assert_array_equal(lab, np.digitize(sq, edges))
+    np.testing.assert_allclose(np.bincount(lab) / len(lab), 1 / 3, atol=0.03)

@@ -46,8 +46,10 @@ def _task_dims(exp: Experiment) -> tuple[int, int, int]:
         return int(p.get("dim", 20)), int(p.get("outputs", 5)), int(p.get("samples", 2000))
     if name == "hidden_manifold":
         return int(p.get("dim", 50)), int(p.get("classes", 3)), int(p.get("samples", 2000))
-    if name == "spirals":
+    if name in ("spirals", "rings"):
         return int(p.get("dim", 10)), int(p.get("classes", 3)), int(p.get("samples", 2000))
+    if name == "parity":
+        return int(p.get("dim", 20)), 2, int(p.get("samples", 2000))
     return 1000, 10, 10_000
 
 
