@@ -54,6 +54,7 @@ tasks: Registry[Task] = Registry("task")
 _SEED = Param(0, "seed of the data (split, sampling)", low=0, high=2**31 - 1)
 _TEST = Param(0.2, "fraction held out for testing", low=0.0, high=1.0, low_open=True,
               high_open=True)
+_SAMPLES = Param(2000, low=10, high=10**7)
 
 
 _CENTER = Param(False, "subtract the training set's mean input (Hebbian rules then find "
@@ -99,7 +100,7 @@ def digits(seed: int = 0, test_fraction: float = 0.2, center: bool = False) -> T
 @tasks.register("gaussian_mixture", params={
     "seed": _SEED, "test_fraction": _TEST,
     "classes": Param(4, low=2, high=1000), "dim": Param(20, low=1, high=100000),
-    "samples": Param(2000, low=10, high=10**7),
+    "samples": _SAMPLES,
     "separation": Param(3.0, "distance of class means in units of the noise std", low=0.0)})
 def gaussian_mixture(seed=0, test_fraction=0.2, classes=4, dim=20, samples=2000,
                      separation=3.0) -> Task:
@@ -115,7 +116,7 @@ def gaussian_mixture(seed=0, test_fraction=0.2, classes=4, dim=20, samples=2000,
 @tasks.register("teacher_student", params={
     "seed": _SEED, "test_fraction": _TEST,
     "dim": Param(20, low=1, high=100000), "outputs": Param(5, low=1, high=100000),
-    "teacher_hidden": Param(32, low=1, high=100000), "samples": Param(2000, low=10, high=10**7),
+    "teacher_hidden": Param(32, low=1, high=100000), "samples": _SAMPLES,
     "noise": Param(0.0, "std of label noise", low=0.0)})
 def teacher_student(seed=0, test_fraction=0.2, dim=20, outputs=5, teacher_hidden=32,
                     samples=2000, noise=0.0) -> Task:
@@ -135,7 +136,7 @@ def teacher_student(seed=0, test_fraction=0.2, dim=20, outputs=5, teacher_hidden
     "seed": _SEED, "test_fraction": _TEST,
     "dim": Param(50, "input dimension N", low=1, high=100000),
     "latent": Param(8, "latent dimension D of the manifold", low=1, high=100000),
-    "classes": Param(3, low=2, high=1000), "samples": Param(2000, low=10, high=10**7)})
+    "classes": Param(3, low=2, high=1000), "samples": _SAMPLES})
 def hidden_manifold(seed=0, test_fraction=0.2, classes=3, dim=50, latent=8,
                     samples=2000) -> Task:
     """The hidden manifold model (Goldt, Mezard, Krzakala & Zdeborova 2020, Phys. Rev. X 10,
@@ -158,7 +159,7 @@ def hidden_manifold(seed=0, test_fraction=0.2, classes=3, dim=50, latent=8,
                  high=100000),
     "turns": Param(1.0, "turns of each arm", low=0.0, low_open=True),
     "noise": Param(0.05, "std of isotropic input noise", low=0.0),
-    "samples": Param(2000, low=10, high=10**7)})
+    "samples": _SAMPLES})
 def spirals(seed=0, test_fraction=0.2, classes=3, dim=10, turns=1.0, noise=0.05,
             samples=2000) -> Task:
     """Interleaved spiral arms, a classic task no linear readout solves: arm k holds the points
@@ -178,7 +179,7 @@ def spirals(seed=0, test_fraction=0.2, classes=3, dim=10, turns=1.0, noise=0.05,
     "seed": _SEED, "test_fraction": _TEST,
     "dim": Param(20, "input bits n", low=1, high=100000),
     "k": Param(3, "bits whose product is the label", low=1, high=100000),
-    "samples": Param(2000, low=10, high=10**7)})
+    "samples": _SAMPLES})
 def parity(seed=0, test_fraction=0.2, dim=20, k=3, samples=2000) -> Task:
     """Sparse parity (Barak, Edelman, Goel, Kakade, Malach & Zhang 2022, NeurIPS): x uniform on
     {-1, +1}^dim, label = [prod_{i in S} x_i = -1] for a fixed random set S of k bits; two
@@ -196,7 +197,7 @@ def parity(seed=0, test_fraction=0.2, dim=20, k=3, samples=2000) -> Task:
     "seed": _SEED, "test_fraction": _TEST,
     "classes": Param(3, "number of shells", low=2, high=1000),
     "dim": Param(10, "input dimension", low=1, high=100000),
-    "samples": Param(2000, low=10, high=10**7)})
+    "samples": _SAMPLES})
 def rings(seed=0, test_fraction=0.2, classes=3, dim=10, samples=2000) -> Task:
     """Concentric shells: x ~ N(0, I_dim), label = the shell of |x| between the chi
     distribution's quantiles j / classes, so the classes are equally likely and no linear

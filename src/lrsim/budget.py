@@ -34,23 +34,30 @@ _TASK_DIMS = {"digits": (64, 10, 1797), "mnist": (784, 10, 70_000),
               "cifar10": (3072, 10, 60_000)}
 
 
+# the parameters that size each synthetic task: (inputs, outputs, samples); an int is fixed
+_SIZE_PARAMS = {"gaussian_mixture": ("dim", "classes", "samples"),
+                "teacher_student": ("dim", "outputs", "samples"),
+                "hidden_manifold": ("dim", "classes", "samples"),
+                "spirals": ("dim", "classes", "samples"),
+                "rings": ("dim", "classes", "samples"),
+                "parity": ("dim", 2, "samples")}
+
+
 def _task_dims(exp: Experiment) -> tuple[int, int, int]:
-    """(inputs, outputs, samples) of the task, from its parameters (no data is loaded)."""
-    p = exp.task.params
+    """(inputs, outputs, samples) of the task, from its parameters and the registry's defaults
+    (no data is loaded)."""
     name = exp.task.name
     if name in _TASK_DIMS:
         return _TASK_DIMS[name]
-    if name == "gaussian_mixture":
-        return int(p.get("dim", 20)), int(p.get("classes", 4)), int(p.get("samples", 2000))
-    if name == "teacher_student":
-        return int(p.get("dim", 20)), int(p.get("outputs", 5)), int(p.get("samples", 2000))
-    if name == "hidden_manifold":
-        return int(p.get("dim", 50)), int(p.get("classes", 3)), int(p.get("samples", 2000))
-    if name in ("spirals", "rings"):
-        return int(p.get("dim", 10)), int(p.get("classes", 3)), int(p.get("samples", 2000))
-    if name == "parity":
-        return int(p.get("dim", 20)), 2, int(p.get("samples", 2000))
-    return 1000, 10, 10_000
+    keys = _SIZE_PARAMS.get(name)
+    if keys is None:
+        return 1000, 10, 10_000
+    from lrsim.models.tasks import tasks
+
+    declared = tasks.entry(name).params
+    a, b, c = (k if isinstance(k, int) else int(exp.task.params.get(k, declared[k].default))
+               for k in keys)
+    return a, b, c
 
 
 def estimate_bytes(exp: Experiment, replicas: int | None = None) -> int:
