@@ -74,3 +74,14 @@ def test_feedback_alignment_with_random_feedback_differs_from_backprop(small_net
     fa_w = fa.update(fa.init(net.weights, net.generators), sig)[0][0]
     bp_w = rules.create("backprop").update({}, sig)[0][0]
     assert not torch.allclose(fa_w, bp_w)
+
+
+def test_the_experiment_file_accepts_exactly_the_activations_the_network_has():
+    """The activations `[model] activation` allows (config) and those RateNetwork implements
+    are one list: a name in one and not the other would fail late or never be reachable."""
+    from typing import get_args
+
+    from lrsim.config import ModelSpec
+
+    allowed = set(get_args(ModelSpec.model_fields["activation"].annotation))
+    assert allowed == set(ACTIVATIONS)
