@@ -73,9 +73,13 @@ def timed_job(job: Job, out: Path) -> float:
     from lrsim.scan import run_job
 
     t = time.process_time()
-    records = run_job(job, str(out))
+    results = run_job(job)
+    out.mkdir(parents=True, exist_ok=True)
+    for r in results:  # as the scan client writes them
+        if r.data is not None:
+            (out / f"{r.record['run_id']}.nc").write_bytes(r.data)
     spent = time.process_time() - t
-    bad = [r for r in records if r.get("status") == "failed"]
+    bad = [r.record for r in results if r.record.get("status") == "failed"]
     if bad:
         raise RuntimeError(f"job {job.index} failed: {bad[0].get('error')}")
     return spent

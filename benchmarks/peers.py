@@ -43,12 +43,15 @@ def torch_optimizer(name: str, params: list[Tensor], lr: float) -> torch.optim.O
 
 
 class _Peer:
-    def __init__(self, x: Tensor, labels: Tensor, k: int, batch: int, seed: int = 0):
-        self.x, self.labels, self.k, self.batch = x, labels, k, batch
-        self.gen = torch.Generator().manual_seed(seed)
+    def __init__(self, x: Tensor, labels: Tensor, k: int, batch: int, seed: int = 0,
+                 device: str = "cpu"):
+        self.x, self.labels, self.k, self.batch = x.to(device), labels.to(device), k, batch
+        self.device = device
+        self.gen = torch.Generator(device=device).manual_seed(seed)
 
     def _batch(self) -> tuple[Tensor, Tensor]:
-        idx = torch.randint(0, len(self.x), (self.k, self.batch), generator=self.gen)
+        idx = torch.randint(0, len(self.x), (self.k, self.batch), generator=self.gen,
+                            device=self.device)
         return self.x[idx], self.labels[idx]
 
 
@@ -75,11 +78,13 @@ class VmapPeer(_Peer):
     """K stacked MLPs, gradients by `torch.func.vmap(grad(functional_call))`."""
 
     def __init__(self, x: Tensor, labels: Tensor, width: int, k: int, batch: int,
-                 optimizer: str, lr: float = 0.01):
-        super().__init__(x, labels, k, batch)
+                 optimizer: str, lr: float = 0.01, device: str = "cpu"):
+        super().__init__(x, labels, k, batch, device=device)
         torch.manual_seed(0)
         models = [mlp(width) for _ in range(k)]
         self.params, self.buffers = torch.func.stack_module_state(models)
+        self.params = {n: p.to(device) for n, p in self.params.items()}
+        self.buffers = {n: b.to(device) for n, b in self.buffers.items()}
         base = copy.deepcopy(models[0]).to("meta")
 
         def loss(params: dict, buffers: dict, xb: Tensor, yb: Tensor) -> Tensor:

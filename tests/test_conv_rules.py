@@ -139,7 +139,8 @@ def test_wired_four_synapse_on_conv_layers_is_kolen_pollack():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
 @pytest.mark.parametrize("rule", ["backprop", "kolen_pollack", "direct_feedback_alignment"])
 def test_conv_training_on_cuda_matches_cpu_in_float64(rule: str):
-    exp = conv_exp(rule, steps=10)
+    data = conv_exp(rule, steps=10).resolved()
+    exp = parse({**data, "train": {**data["train"], "data_order": "device"}})  # same on both
     cpu = train(exp).context.net.weights
     gpu = train(parse({**exp.resolved(), "device": "cuda"})).context.net.weights
     for a, b in zip(cpu, gpu):

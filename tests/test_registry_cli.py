@@ -90,7 +90,7 @@ def test_cuda_matches_cpu_in_float64():
 
     base = {"seed": 1, "dtype": "float64", "task": {"name": "gaussian_mixture"},
             "model": {"hidden": [32]}, "rule": {"name": "feedback_alignment"},
-            "train": {"steps": 100, "replicas": 4}}
+            "train": {"steps": 100, "replicas": 4, "data_order": "device"}}
     cpu = train(parse({**base, "device": "cpu"})).context.net.weights
     gpu = train(parse({**base, "device": "cuda"})).context.net.weights
     for a, b in zip(cpu, gpu):

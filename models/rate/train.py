@@ -25,12 +25,14 @@ from lrsim.errors import ConfigError, LrsimError
 from lrsim.models.rate.conv import conv_network
 from lrsim.models.rate.cuda_graph import GraphedStep, in_place
 from lrsim.models.rate.network import RateNetwork, loss_and_error
+from lrsim.models.rate.permutations import hashed_permutations
 from lrsim.models.step import LearningStep
 from lrsim.models.tasks import Task, tasks
 from lrsim.optimizers import optimizers
 from lrsim.rules import rules
 from lrsim.rules.base import ReplicaNoise, Rule, Signals, State, alignment_angles
 
+DATA_ORDER = {"auto": None, "host": False, "device": True}  # train.data_order -> BatchSampler
 DIVERGENCE_CHECK_EVERY = 25  # steps between host syncs that look for non-finite losses
 
 
@@ -103,21 +105,37 @@ class TrainResult:
 
 class BatchSampler:
     """Per-replica minibatch indices: replica k shuffles the training set each epoch with its
-    own generator (seeded by its seed), so its data order does not depend on its neighbours."""
+    own randomness (seeded by its seed), so its data order does not depend on its neighbours.
 
-    def __init__(self, n: int, batch_size: int, seeds: list[int], device: torch.device):
+    On the CPU each replica has a numpy generator; on a GPU (`on_device`, the default there)
+    the orders are drawn on the device from a counter-based hash of (seed, epoch)
+    (`lrsim.models.rate.permutations`), since K host permutations per epoch would cost more
+    than the epoch's steps at K in the thousands. The two give different (equally random)
+    orders; `train.data_order` ("host" | "device") chooses one on any device."""
+
+    def __init__(self, n: int, batch_size: int, seeds: list[int], device: torch.device,
+                 on_device: bool | None = None):
         if batch_size > n:
             batch_size = n
         self.n, self.b, self.device = n, batch_size, device
-        self.rngs = [np.random.default_rng([int(s), 1]) for s in seeds]
+        self.on_device = device.type == "cuda" if on_device is None else on_device
+        if self.on_device:
+            self.seeds = torch.tensor([int(s) for s in seeds], dtype=torch.int64, device=device)
+        else:
+            self.rngs = [np.random.default_rng([int(s), 1]) for s in seeds]
         self.per_epoch = n // batch_size
+        self.epoch = -1
         self._perm: Tensor | None = None
         self._i = self.per_epoch
 
     def next(self) -> Tensor:
         if self._i >= self.per_epoch:
-            perm = np.stack([rng.permutation(self.n) for rng in self.rngs])
-            self._perm = torch.as_tensor(perm, device=self.device)
+            self.epoch += 1
+            if self.on_device:
+                self._perm = hashed_permutations(self.seeds, self.epoch, self.n)
+            else:
+                perm = np.stack([rng.permutation(self.n) for rng in self.rngs])
+                self._perm = torch.as_tensor(perm, device=self.device)
             self._i = 0
         i, self._i = self._i, self._i + 1
         return self._perm[:, i * self.b:(i + 1) * self.b]
@@ -203,7 +221,8 @@ def train(exp: Experiment, reps: list[Replica] | None = None,
                        [None] * len(reps), learner=learner)
     schedule = _start_observers(observers or [], ctx)
     lr = torch.tensor([r.lr for r in reps], dtype=dtype, device=device).view(-1, 1, 1)
-    sampler = BatchSampler(len(task.x_train), exp.train.batch_size, [r.seed for r in reps], device)
+    sampler = BatchSampler(len(task.x_train), exp.train.batch_size, [r.seed for r in reps], device,
+                           on_device=DATA_ORDER[exp.train.data_order])
     noise = ReplicaNoise([r.seed for r in reps])
     first_bad = torch.full((len(reps),), -1, dtype=torch.long, device=device)
     bar = _progress_bar(exp, len(reps)) if progress else None
@@ -296,7 +315,9 @@ def _train_step(ctx: TrainContext, idx: Tensor, noise: ReplicaNoise, lr: Tensor,
     fw = net.forward(x)
     loss, e = loss_and_error(fw.z[-1], t, task.loss)
     ctx.batch_loss = loss
-    first_bad.masked_fill_(~torch.isfinite(loss) & (first_bad < 0), step)
+    # torch.where, not masked_fill_: with a tensor `step` masked_fill_ reads it on the host
+    # (a sync, which a CUDA graph cannot capture)
+    first_bad.copy_(torch.where(~torch.isfinite(loss) & (first_bad < 0), step, first_bad))
     weights, biases = net.parameters
     sig = Signals(pre=fw.pre, post=fw.post, derivative=fw.derivative, output_error=e,
                   target=t, own_weights=weights, downstream_weights=weights[1:],

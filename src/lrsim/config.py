@@ -131,6 +131,9 @@ class TrainSpec(_Strict):
     beta1: float = Field(0.9, ge=0, lt=1)
     beta2: float = Field(0.999, ge=0, lt=1)
     eps: float = Field(1e-8, gt=0, le=1)
+    # who draws each replica's epoch order: numpy on the host, or a hash on the device
+    # (`lrsim.models.rate.permutations`); auto = the device on a GPU, the host on the CPU
+    data_order: Literal["auto", "host", "device"] = "auto"
 
     def optimizer_params(self) -> dict[str, Any]:
         declared = optimizers.entry(self.optimizer).params
@@ -303,10 +306,13 @@ class Experiment(_Strict):
 
     def resolved(self) -> dict[str, Any]:
         """The experiment as a plain dict, with registry defaults filled in (canonical form;
-        without `cluster` where the file has none)."""
+        without `cluster` where the file has none, nor `train.data_order` where it is "auto",
+        so that run ids stay those of files written before that key existed)."""
         data = json.loads(self.model_dump_json())
         if data.get("cluster") is None:
             data.pop("cluster", None)
+        if data.get("train", {}).get("data_order") == "auto":  # added later: keep run ids
+            data["train"].pop("data_order")
         return data
 
 
