@@ -63,7 +63,8 @@ GEOMETRY = ("dimensionality", "rsa_initial", "rsa_previous", "rsa_layer", "coupl
 CONTROL = ("loss", "test_accuracy")
 STUDIES = {"anchor": "rule_optimizer", "seven": "rule", "tasks": "rule_optimizer",
            "activations": "rule_optimizer", "factorial": "rule_optimizer",
-           "seven-diverse": "rule", "tasks6": "rule_optimizer", "all": "rule_optimizer"}
+           "seven-diverse": "rule", "tasks6": "rule_optimizer", "all": "rule_optimizer",
+           "tasks8": "rule_optimizer", "all8": "rule_optimizer"}
 # the diversity arms: the anchor's training store plus experiments/anchor-tasks.toml (tasks),
 # plus experiments/anchor-activations.toml (activations); the factor each arm varies
 TRAIN_STORES = {"tasks": ("runs/anchor-train", "runs/anchor-tasks"),
@@ -76,6 +77,10 @@ TRAIN_STORES["factorial"] = TRAIN_STORES["activations"]
 TRAIN_STORES["tasks6"] = (*TRAIN_STORES["tasks"], "runs/anchor-tasks2")
 TRAIN_STORES["all"] = (*TRAIN_STORES["activations"], "runs/anchor-tasks2")
 TEST_STORES.update({"tasks6": "runs/anchor-test", "all": "runs/anchor-test"})
+# eight tasks (experiments/anchor-tasks3.toml adds random_labels and linear_modes)
+TRAIN_STORES["tasks8"] = (*TRAIN_STORES["tasks6"], "runs/anchor-tasks3")
+TRAIN_STORES["all8"] = (*TRAIN_STORES["all"], "runs/anchor-tasks3")
+TEST_STORES.update({"tasks8": "runs/anchor-test", "all8": "runs/anchor-test"})
 # the seven rules' diversity arm: experiments/seven-rules-diverse.toml
 TRAIN_STORES["seven-diverse"] = ("runs/seven-train", "runs/seven-diverse")
 TEST_STORES["seven-diverse"] = "runs/seven-test"

@@ -211,6 +211,49 @@ def rings(seed=0, test_fraction=0.2, classes=3, dim=10, samples=2000) -> Task:
     return _classification("rings", x, labels, classes, test_fraction, seed)
 
 
+@tasks.register("random_labels", params={
+    "seed": _SEED, "test_fraction": _TEST,
+    "classes": Param(10, "number of labels", low=2, high=1000),
+    "dim": Param(30, "input dimension", low=1, high=100000),
+    "samples": _SAMPLES})
+def random_labels(seed=0, test_fraction=0.2, classes=10, dim=30, samples=2000) -> Task:
+    """Random labels (Zhang, Bengio, Hardt, Recht & Vinyals 2017, ICLR, "Understanding deep
+    learning requires rethinking generalization"): x ~ N(0, I_dim), label ~ U{0..classes-1}
+    independent of x. Nothing generalises (test accuracy stays at chance); a network can only
+    memorise the training set, which exercises its learning rule without any structure."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((samples, dim))
+    labels = rng.integers(0, classes, samples)
+    return _classification("random_labels", x, labels, classes, test_fraction, seed)
+
+
+@tasks.register("linear_modes", params={
+    "seed": _SEED, "test_fraction": _TEST,
+    "dim": Param(20, "input dimension", low=1, high=100000),
+    "outputs": Param(10, "output dimension", low=1, high=100000),
+    "decay": Param(0.7, "ratio of successive singular values", low=0.0, high=1.0,
+                   low_open=True),
+    "samples": _SAMPLES})
+def linear_modes(seed=0, test_fraction=0.2, dim=20, outputs=10, decay=0.7,
+                 samples=2000) -> Task:
+    """Regression on a linear map with graded modes (Saxe, McClelland & Ganguli 2014, ICLR,
+    "Exact solutions to the nonlinear dynamics of learning in deep linear neural networks"):
+    y = A x, A = U diag(s) V^T with s_i = decay^i (i < r = min(dim, outputs)), U and V random
+    orthonormal columns, x ~ N(0, I_dim); mse. Deep networks learn the modes one after another,
+    strongest first, so the learning dynamics have a known stage-like shape."""
+    rng = np.random.default_rng(seed)
+    r = min(dim, outputs)
+    u, _ = np.linalg.qr(rng.standard_normal((outputs, r)))
+    v, _ = np.linalg.qr(rng.standard_normal((dim, r)))
+    a = (u * decay ** np.arange(r)) @ v.T
+    x = rng.standard_normal((samples, dim))
+    y = x @ a.T
+    n_test = max(1, int(round(test_fraction * samples)))
+    t = lambda z: torch.as_tensor(z, dtype=torch.float64)  # noqa: E731
+    return Task("linear_modes", t(x[n_test:]), t(y[n_test:]), t(x[:n_test]), t(y[:n_test]),
+                "mse")
+
+
 # ---------------------------------------------------------------------------------------------
 # MNIST from IDX files on a local path (no download at run time)
 

@@ -7,6 +7,7 @@ import struct
 
 import numpy as np
 import pytest
+import torch
 
 from lrsim.errors import ConfigError
 from lrsim.models.tasks import read_idx, tasks
@@ -232,7 +233,8 @@ def test_cifar10_missing_or_malformed_files_name_the_file(cifar_dir, tmp_path_fa
 
 
 @pytest.mark.parametrize("name", ["digits", "gaussian_mixture", "teacher_student",
-                                  "hidden_manifold", "spirals", "parity", "rings"])
+                                  "hidden_manifold", "spirals", "parity", "rings",
+                                  "random_labels", "linear_modes"])
 def test_memory_budget_knows_each_tasks_size_without_loading_it(name):
     """lrsim.budget sizes a task from its parameters alone; it must agree with the data."""
     from lrsim.budget import _task_dims
@@ -270,3 +272,39 @@ def test_rings_split_the_norm_at_equal_probability_shells():
     edges = chi2.ppf([1 / 3, 2 / 3], 5)
     np.testing.assert_array_equal(lab, np.digitize(sq, edges))
     np.testing.assert_allclose(np.bincount(lab) / len(lab), 1 / 3, atol=0.03)
+
+
+def test_random_labels_carry_no_information_about_the_inputs():
+    """Zhang et al. 2017: a classifier fitted on the training split predicts the test labels at
+    chance, and the labels are uniform over the classes (chi-square)."""
+    from scipy import stats
+    from sklearn.linear_model import LogisticRegression
+
+    task = tasks.create("random_labels", classes=5, dim=10, samples=5000, seed=3)
+    assert task.n_in == 10 and task.n_out == 5 and task.loss == "cross_entropy"
+    clf = LogisticRegression(max_iter=500).fit(task.x_train.numpy(), task.labels_train.numpy())
+    acc = (clf.predict(task.x_test.numpy()) == task.labels_test.numpy()).mean()
+    n_test = len(task.labels_test)
+    # chance = 0.2; accept up to 3.5 binomial standard deviations above it
+    assert acc < 0.2 + 3.5 * np.sqrt(0.2 * 0.8 / n_test)
+    labels = np.concatenate([task.labels_train.numpy(), task.labels_test.numpy()])
+    assert stats.chisquare(np.bincount(labels, minlength=5)).pvalue > 1e-3
+    again = tasks.create("random_labels", classes=5, dim=10, samples=5000, seed=3)
+    other = tasks.create("random_labels", classes=5, dim=10, samples=5000, seed=4)
+    assert torch.equal(again.x_train, task.x_train) and not torch.equal(other.x_train,
+                                                                         task.x_train)
+
+
+def test_linear_modes_is_a_linear_map_with_geometric_singular_values():
+    """Saxe et al. 2014: least squares on the data recovers A exactly (no noise), and A's
+    singular values are decay^i."""
+    task = tasks.create("linear_modes", dim=12, outputs=6, decay=0.5, samples=400, seed=1)
+    assert task.loss == "mse" and task.labels_train is None
+    x, y = task.x_train.numpy(), task.y_train.numpy()
+    a_t, residual, rank, _ = np.linalg.lstsq(x, y, rcond=None)
+    assert rank == 12 and np.allclose(x @ a_t, y, atol=1e-10)
+    sv = np.linalg.svd(a_t.T, compute_uv=False)
+    np.testing.assert_allclose(sv, 0.5 ** np.arange(6), rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(task.x_test.numpy() @ a_t, task.y_test.numpy(), atol=1e-10)
+    other = tasks.create("linear_modes", dim=12, outputs=6, decay=0.5, samples=400, seed=2)
+    assert not np.allclose(other.y_train.numpy(), y)

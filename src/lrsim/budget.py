@@ -40,7 +40,9 @@ _SIZE_PARAMS = {"gaussian_mixture": ("dim", "classes", "samples"),
                 "hidden_manifold": ("dim", "classes", "samples"),
                 "spirals": ("dim", "classes", "samples"),
                 "rings": ("dim", "classes", "samples"),
-                "parity": ("dim", 2, "samples")}
+                "parity": ("dim", 2, "samples"),
+                "random_labels": ("dim", "classes", "samples"),
+                "linear_modes": ("dim", "outputs", "samples")}
 
 
 def _task_dims(exp: Experiment) -> tuple[int, int, int]:
