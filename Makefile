@@ -26,8 +26,10 @@ test-all: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# the batched trainer (chunked) vs the whole-batch trainer and the vmap peer at the goal points
 bench: $(STAMP)
-	$(BIN)/python benchmarks/run_all.py
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/bench_batched.py --widths 32 128 512 --ks 64 256 \
+		--variants vmap whole
 
 clean:
 	rm -rf $(VENV) build *.egg-info

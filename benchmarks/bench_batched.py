@@ -5,10 +5,13 @@ digits training set, all K networks at lr 0.01. Variants (`benchmarks/peers.py`)
 
   lrsim   the trainer itself (`lrsim.models.rate.train.train`), observers off: the timed steps
           are the trainer's own loop (sampling, forward, rule, optimizer, update, divergence
-          check every 25 steps). A timing observer (`Interleave`) is called by the trainer
-          every `every` steps; it reads the clock, runs the other variants for `every` steps
-          each, and reads the clock again, so every round times all variants back to back
-          under the same load.
+          check every 25 steps), with its default replica chunking (`chunk = "auto"`,
+          `lrsim.models.rate.chunks`; `--trainer-chunks C` forces chunks of C). A timing
+          observer (`Interleave`) is called by the trainer every `every` steps; it reads the
+          clock, runs the other variants for `every` steps each, and reads the clock again, so
+          every round times all variants back to back under the same load.
+  whole   the trainer's own step on the whole batch at once (`chunk = None`; `TrainerStep`):
+          the A/B of replica chunking.
   loop    K `torch.nn` MLPs, autograd and `torch.optim`, one at a time in a Python loop
           (timed on min(K, 8) networks and scaled to K: they are independent).
   vmap    the peer: `torch.func.vmap(grad(functional_call))` over the K stacked MLPs, one
@@ -26,7 +29,8 @@ error propagation below the output layer, weight gradients) / time / peak.
 
     OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python benchmarks/bench_batched.py \
         [--widths 32 128 512] [--ks 16 64 256 1024] [--optimizers sgd momentum adam] \
-        [--rule backprop] [--rounds 7] [--every 25] [--variants loop vmap fused] [--write]
+        [--rule backprop] [--rounds 7] [--every 25] [--variants loop vmap whole fused] \
+        [--trainer-chunks C] [--json FILE]
 """
 
 from __future__ import annotations
@@ -48,10 +52,20 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peers import NNLoop, VmapPeer, biotorch_fa  # noqa: E402
 
-from lrsim.config import parse  # noqa: E402
+from lrsim.config import parse, replicas  # noqa: E402
 from lrsim.models.rate import RateNetwork  # noqa: E402
-from lrsim.models.rate.train import train  # noqa: E402
+from lrsim.models.rate.chunks import ChunkedStep  # noqa: E402
+from lrsim.models.rate.train import (  # noqa: E402
+    DIVERGENCE_CHECK_EVERY,
+    BatchSampler,
+    TrainContext,
+    _mark_divergence,
+    _train_step,
+    build,
+    train,
+)
 from lrsim.models.tasks import tasks  # noqa: E402
+from lrsim.rules.base import ReplicaNoise  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH, N_IN, N_OUT, LR = 32, 64, 10, 0.01
@@ -85,6 +99,38 @@ def peak_flops(n: int = 1024, reps: int = 5) -> float:
         a @ b
         best = min(best, time.thread_time() - t)
     return 2.0 * n**3 / best
+
+
+class TrainerStep:
+    """The trainer's own step (`train._train_step`, the divergence check every 25 steps as in
+    `train`) on its own K networks of `exp`, outside `train` so that it can be interleaved;
+    `chunk` as `train`'s (None: the whole batch at once)."""
+
+    def __init__(self, exp, chunk: int | str | None):  # noqa: ANN001
+        reps = replicas(exp)
+        device, dtype = torch.device("cpu"), torch.float32
+        task, net, learner = build(exp, reps, device, dtype, chunk)
+        self.ctx = TrainContext(exp, task, net, learner.rule, learner.rule_state, reps, device,
+                                dtype, [None] * len(reps), learner=learner)
+        self.lr = torch.tensor([r.lr for r in reps], dtype=dtype).view(-1, 1, 1)
+        self.sampler = BatchSampler(len(task.x_train), exp.train.batch_size,
+                                    [r.seed for r in reps], device)
+        self.noise = ReplicaNoise([r.seed for r in reps])
+        self.first_bad = torch.full((len(reps),), -1, dtype=torch.long)
+        if isinstance(learner, ChunkedStep):
+            for name, x in (("noise", self.noise), ("lr", self.lr),
+                            ("first_bad", self.first_bad)):
+                learner.attach(name, x)
+        self.step = 0
+
+    @torch.no_grad()
+    def run(self, n: int) -> None:
+        for _ in range(n):
+            if self.step % DIVERGENCE_CHECK_EVERY == 0:
+                _mark_divergence(self.ctx, self.first_bad, self.lr, self.step)
+            _train_step(self.ctx, self.sampler.next(), self.noise, self.lr,
+                                self.first_bad, self.step)
+            self.step += 1
 
 
 class FusedStep:
@@ -213,7 +259,9 @@ class Interleave:
 
 
 def measure(width: int, k: int, optimizer: str, rule: str, variants: list[str], rounds: int,
-            every: int, chunk: int | None, adam_impl: str) -> dict[str, list[float]]:
+            every: int, chunk: int | None, adam_impl: str, trainer_chunk: int | str = "auto"
+            ) -> tuple[dict[str, list[float]], int | None]:
+    """Per variant the seconds per step of every round; the trainer's replicas per chunk."""
     task = tasks.create("digits")
     x = task.x_train.float()
     labels, onehot = task.labels_train, task.y_train.float()
@@ -225,6 +273,8 @@ def measure(width: int, k: int, optimizer: str, rule: str, variants: list[str], 
         scale["loop"] = k / n
     if "vmap" in variants:
         peers["vmap"] = VmapPeer(x, labels, width, k, BATCH, optimizer, LR).run
+    if "whole" in variants:
+        peers["whole"] = TrainerStep(experiment(width, k, optimizer, rule, 1), None).run
     if "fused" in variants and rule == "backprop":
         peers["fused"] = FusedStep(x, onehot, width, k, optimizer, None, adam_impl).run
         peers["fusedT"] = FusedStep(x, onehot, width, k, optimizer, None, adam_impl,
@@ -243,8 +293,10 @@ def measure(width: int, k: int, optimizer: str, rule: str, variants: list[str], 
             scale["biotorch"] = k / n
     warm = 2 * every
     ob = Interleave(peers, every, rounds, warm)
-    train(experiment(width, k, optimizer, rule, warm + rounds * every), observers=[ob])
-    return {name: [t * scale.get(name, 1.0) for t in ts] for name, ts in ob.times.items()}
+    result = train(experiment(width, k, optimizer, rule, warm + rounds * every), observers=[ob],
+                   chunk=trainer_chunk)
+    return ({name: [t * scale.get(name, 1.0) for t in ts] for name, ts in ob.times.items()},
+            result.extra["chunk"])
 
 
 def main() -> None:
@@ -253,7 +305,8 @@ def main() -> None:
     ap.add_argument("--ks", type=int, nargs="+", default=[16, 64, 256, 1024])
     ap.add_argument("--optimizers", nargs="+", default=["sgd"])
     ap.add_argument("--rule", default="backprop")
-    ap.add_argument("--variants", nargs="+", default=["loop", "vmap", "fused"])
+    ap.add_argument("--variants", nargs="+", default=["loop", "vmap", "fused"],
+                    help="loop vmap whole fused biotorch (see the module docstring)")
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--every", type=int, default=25,
                     help="steps per timed interval (25 = the trainer's divergence-check period)")
@@ -261,6 +314,9 @@ def main() -> None:
                     help="skip points whose step exceeds this many FLOPs (width 512, K 1024)")
     ap.add_argument("--chunk", type=int, default=None, help="also time the fused prototype "
                     "on this many replicas at a time")
+    ap.add_argument("--trainer-chunks", type=int, default=None, metavar="C",
+                    help="run the trainer (lrsim) on chunks of C replicas (default: its own "
+                    "choice, chunk = 'auto'; 0: the whole batch)")
     ap.add_argument("--adam", default="ops", choices=["ops", "compile"],
                     help="fused prototype's adam update: in-place ops or torch.compile")
     ap.add_argument("--json", default=None, help="append rows as JSON lines to this file")
@@ -280,17 +336,19 @@ def main() -> None:
             for k in args.ks:
                 if step_flops(w, k) > args.max_flops:
                     continue
-                times = measure(w, k, opt, args.rule, args.variants, args.rounds, args.every,
-                                args.chunk, args.adam)
+                forced = args.trainer_chunks
+                times, used = measure(w, k, opt, args.rule, args.variants, args.rounds,
+                                      args.every, args.chunk, args.adam,
+                                      "auto" if forced is None else (forced or None))
                 peaks.append(peak_flops())
                 peak = statistics.median(peaks)
                 base = times["lrsim"]
                 row = {"rule": args.rule, "optimizer": opt, "width": w, "K": k,
                        "lrsim_s": statistics.median(base),
                        "pct_peak": 100 * step_flops(w, k) / statistics.median(base) / peak,
-                       "peak_gflops": peak / 1e9, "load": os.getloadavg()[0]}
-                text = [f"{args.rule} {opt:<8} w={w:<4} K={k:<5} lrsim {row['lrsim_s']:.2e} "
-                        f"s/step ({row['pct_peak']:.0f}% peak)"]
+                       "peak_gflops": peak / 1e9, "load": os.getloadavg()[0], "chunk": used}
+                text = [f"{args.rule} {opt:<8} w={w:<4} K={k:<5} chunk={used} lrsim "
+                        f"{row['lrsim_s']:.2e} s/step ({row['pct_peak']:.0f}% peak)"]
                 for name, ts in times.items():
                     if name == "lrsim":
                         continue
@@ -310,18 +368,23 @@ def main() -> None:
 def render(rows: list[dict]) -> str:
     """Markdown table: per point lrsim's s/step and % of peak, and each variant's time as a
     multiple of lrsim's (median of the per-round ratios, [min-max])."""
-    names = [n for n in ("loop", "vmap", "biotorch", "fused") if any(n in r for r in rows)]
+    names = [n for n in ("loop", "vmap", "whole", "biotorch", "fused")
+             if any(n in r for r in rows)]
     head = {"loop": "torch.nn loop / lrsim", "vmap": "vmap peer / lrsim",
-            "biotorch": "BioTorch FA loop / lrsim", "fused": "prototype / lrsim"}
-    out = ["| rule, optimizer | width | K | lrsim s/step | lrsim % of peak | "
-           + " | ".join(head[n] for n in names) + " |",
-           "| --- | ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in names) + " |"]
+            "whole": "whole-batch trainer / lrsim", "biotorch": "BioTorch FA loop / lrsim",
+            "fused": "prototype / lrsim"}
+    chunks = any("chunk" in r for r in rows)  # rows before replica chunking have none
+    out = ["| rule, optimizer | width | K | " + ("chunk | " if chunks else "")
+           + "lrsim s/step | lrsim % of peak | " + " | ".join(head[n] for n in names) + " |",
+           "| --- | ---: | ---: | " + ("---: | " if chunks else "") + "---: | ---: | "
+           + " | ".join("---:" for _ in names) + " |"]
     for r in rows:
         cells = []
         for n in names:
             v = r.get(n)
             cells.append(f"{v['ratio']:.2f}x [{v['lo']:.2f}-{v['hi']:.2f}]" if v else "")
-        out.append(f"| {r['rule']}, {r['optimizer']} | {r['width']} | {r['K']} | "
+        chunk = (f"{r.get('chunk') or '-'} | " if chunks else "")
+        out.append(f"| {r['rule']}, {r['optimizer']} | {r['width']} | {r['K']} | {chunk}"
                    f"{r['lrsim_s']:.2e} | {r['pct_peak']:.0f}% | " + " | ".join(cells) + " |")
     return "\n".join(out)
 

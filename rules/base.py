@@ -105,6 +105,13 @@ class ReplicaNoise:
         self.generators = [torch.Generator().manual_seed(int(s) * 2_654_435_761 % 2**63 + 7919)
                            for s in seeds]
 
+    def replicas(self, a: int, b: int) -> ReplicaNoise:
+        """The streams of replicas a:b: the same generator objects, so a chunk of replicas
+        draws exactly what those replicas draw in the whole batch."""
+        part = ReplicaNoise([])
+        part.generators = self.generators[a:b]
+        return part
+
 
 def normal(noise: ReplicaNoise | torch.Generator | None, k: int, shape: tuple[int, ...],
            like: Tensor) -> Tensor:

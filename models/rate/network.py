@@ -10,6 +10,7 @@ scale, so a replica does not depend on which others share its batch.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -109,6 +110,19 @@ class RateNetwork:
         # generators continue to be used by rules (feedback matrices) after the weights
         self.generators = gens
         self.dense = all(layer.kind == "dense" for layer in self.layers)
+
+    def replicas(self, a: int, b: int) -> RateNetwork:
+        """Replicas a:b as a network of their own whose parameters are views (slices along the
+        replica dim) of this network's: a step on it updates these replicas here in place.
+        It shares the layer objects and replicas a:b's generators."""
+        if not 0 <= a < b <= self.K:
+            raise ValueError(f"replicas {a}:{b} of {self.K}")
+        part = copy.copy(self)
+        part.K = b - a
+        part.weights = [w[a:b] for w in self.weights]
+        part.biases = [bias[a:b] for bias in self.biases]
+        part.generators = self.generators[a:b]
+        return part
 
     @property
     def n_layers(self) -> int:

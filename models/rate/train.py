@@ -5,7 +5,9 @@ One step, for all replicas in the same kernels:
     optimizer, W <- W (1 - lr_k d_k) - lr_k step with d_k = lambda_rule + weight_decay_k,
     b <- b - lr_k step_b, rule.feedback with the decay W got)
 A replica whose loss turns non-finite is marked diverged at that step and frozen (lr = 0); the
-others go on. Observers are called at the steps they ask for (see `Observer`);
+others go on. On a CPU, where K replicas' weights and activity outgrow the cache, the step runs
+on chunks of replicas in turn (`chunk`, `lrsim.models.rate.chunks`), with the same trajectories.
+Observers are called at the steps they ask for (see `Observer`);
 `lrsim.models.rate.observer.RateObserver` records the trajectory format.
 """
 
@@ -22,6 +24,7 @@ from lrsim.config import Experiment, Replica
 from lrsim.config import replicas as default_replicas
 from lrsim.contract import finite_or_none
 from lrsim.errors import ConfigError, LrsimError
+from lrsim.models.rate.chunks import Chunk, ChunkedStep, chunk_size
 from lrsim.models.rate.conv import conv_network
 from lrsim.models.rate.cuda_graph import GraphedStep, in_place
 from lrsim.models.rate.network import RateNetwork, loss_and_error
@@ -59,7 +62,7 @@ class TrainContext:
     dtype: torch.dtype
     diverged_step: list[int | None]
     batch_loss: Tensor | None = None  # (K,) loss of the latest training batch
-    learner: LearningStep | None = None
+    learner: LearningStep | ChunkedStep | None = None
 
 
 class Observer(Protocol):
@@ -141,10 +144,16 @@ class BatchSampler:
         return self._perm[:, i * self.b:(i + 1) * self.b]
 
 
-def build(exp: Experiment, reps: list[Replica], device: torch.device, dtype: torch.dtype
-          ) -> tuple[Task, RateNetwork, LearningStep]:
+Chunking = int | str | None  # "auto", None (whole batch) or replicas per chunk
+
+
+def build(exp: Experiment, reps: list[Replica], device: torch.device, dtype: torch.dtype,
+          chunk: Chunking = "auto") -> tuple[Task, RateNetwork, LearningStep | ChunkedStep]:
     """Task (on device), network and learning step (rule, optimizer, their states) for a batch
-    of replicas."""
+    of replicas. `chunk`: "auto" (`chunks.chunk_size`: chunks on a CPU where the whole batch's
+    weights and activity outgrow the cache), None (the whole batch at once) or the replicas per
+    chunk; where the replicas are chunked, the step is a `ChunkedStep` (states initialised for
+    the whole batch, then split)."""
     task = tasks.create(exp.task.name, **exp.task.params)
     for name in ("x_train", "y_train", "x_test", "y_test"):
         setattr(task, name, getattr(task, name).to(device=device, dtype=dtype))
@@ -154,7 +163,21 @@ def build(exp: Experiment, reps: list[Replica], device: torch.device, dtype: tor
     wd = torch.tensor([r.weight_decay for r in reps], dtype=dtype, device=device).view(-1, 1, 1)
     weights, biases = net.parameters
     learner = LearningStep(rule, opt, weights, biases, net.layers, net.generators, wd)
+    size = _chunk(chunk, net, device, min(exp.train.batch_size, len(task.x_train)))
+    if size is not None and size < net.K:
+        return task, net, ChunkedStep(net, learner, size)
     return task, net, learner
+
+
+def _chunk(chunk: Chunking, net: RateNetwork, device: torch.device, batch: int) -> int | None:
+    """Replicas per chunk for `chunk` ("auto", None or a number), None for the whole batch."""
+    if chunk is None:
+        return None
+    if chunk == "auto":
+        return chunk_size(net.weights, net.dense, device, batch=batch)
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise LrsimError(f"chunk = {chunk!r}: 'auto', None or a number of replicas >= 1")
+    return chunk
 
 
 def network(exp: Experiment, task: Task, reps: list[Replica], device: torch.device,
@@ -203,20 +226,27 @@ def evaluate(net: RateNetwork, task: Task, x: Tensor, y: Tensor, labels: Tensor 
 @torch.no_grad()
 def train(exp: Experiment, reps: list[Replica] | None = None,
           observers: list[Observer] | None = None, progress: bool = False,
-          cuda_graph: bool | str = True) -> TrainResult:
+          cuda_graph: bool | str = True, chunk: Chunking = "auto") -> TrainResult:
     """Train the replicas of `exp` (default: seeds seed..seed+K-1) together; return summaries.
 
     On a CUDA device the step is captured once and replayed as a CUDA graph (`cuda_graph`;
     not for rules that draw noise on the host); `result.extra['cuda_graph']` says whether it
     was replayed. cuda_graph = "static" runs the replayable form of the step (inputs in fixed
     buffers, replaced state copied back in place) eagerly on any device: a check of that
-    plumbing where no GPU is present."""
+    plumbing where no GPU is present.
+
+    `chunk` ("auto", None or replicas per chunk): run the step on chunks of replicas in turn
+    (`lrsim.models.rate.chunks`; "auto": on a CPU, where the whole batch outgrows the cache);
+    same trajectories as the whole batch. A replayed (graphed or "static") step always runs
+    the whole batch. `result.extra['chunk']`: the replicas per chunk, None where unchunked."""
     if exp.substrate != "rate":
         raise LrsimError(f"substrate '{exp.substrate}' is not run by the rate trainer")
     reps = reps or default_replicas(exp)
     device = resolve_device(exp.device)
     dtype = torch.float64 if exp.dtype == "float64" else torch.float32
-    task, net, learner = build(exp, reps, device, dtype)
+    if _replays(cuda_graph, device, rules.entry(exp.rule.name).info["signals"]):
+        chunk = None
+    task, net, learner = build(exp, reps, device, dtype, chunk)
     ctx = TrainContext(exp, task, net, learner.rule, learner.rule_state, reps, device, dtype,
                        [None] * len(reps), learner=learner)
     schedule = _start_observers(observers or [], ctx)
@@ -226,10 +256,16 @@ def train(exp: Experiment, reps: list[Replica] | None = None,
     noise = ReplicaNoise([r.seed for r in reps])
     first_bad = torch.full((len(reps),), -1, dtype=torch.long, device=device)
     bar = _progress_bar(exp, len(reps)) if progress else None
+    chunked = isinstance(learner, ChunkedStep)
+    if chunked:
+        for name, x in (("noise", noise), ("lr", lr), ("first_bad", first_bad)):
+            learner.attach(name, x)
     replay = _replayable_step(ctx, cuda_graph, noise, lr, first_bad, sampler.b)
     for step in range(exp.train.steps + 1):
         if step % DIVERGENCE_CHECK_EVERY == 0 or step in schedule or step == exp.train.steps:
             _mark_divergence(ctx, first_bad, lr, step)
+        if chunked and step in schedule:  # the chunks' rule state joined for the observers
+            ctx.rule_state = learner.rule_state
         for ob in schedule.get(step, ()):
             ob.record(step, ctx)
         if step == exp.train.steps:
@@ -242,7 +278,10 @@ def train(exp: Experiment, reps: list[Replica] | None = None,
             bar.update(1)
     if bar is not None:
         bar.close()
+    if chunked:
+        ctx.rule_state = learner.rule_state
     result = _result(ctx)
+    result.extra["chunk"] = learner.size if chunked else None
     if replay is not None and isinstance(replay.run, GraphedStep):
         g = replay.run
         result.extra["cuda_graph"] = "replayed" if g.graph is not None else \
@@ -267,10 +306,9 @@ def _replayable_step(ctx: TrainContext, cuda_graph: bool | str, noise: ReplicaNo
                      lr: Tensor, first_bad: Tensor, batch: int) -> _Replay | None:
     """The CUDA-graph step (or its eager replayable form for cuda_graph = "static"); None
     where the ordinary step runs: no CUDA device, graphs off, or a rule drawing host noise."""
-    static = cuda_graph == "static"
-    if not (static or (ctx.device.type == "cuda" and cuda_graph)) \
-            or "noise" in ctx.rule.signals:
+    if not _replays(cuda_graph, ctx.device, ctx.rule.signals):
         return None
+    static = cuda_graph == "static"
     learner = ctx.learner
     idx = torch.zeros((ctx.net.K, batch), dtype=torch.long, device=ctx.device)
     step = torch.zeros((), dtype=torch.long, device=ctx.device)
@@ -285,6 +323,13 @@ def _replayable_step(ctx: TrainContext, cuda_graph: bool | str, noise: ReplicaNo
     run = in_place(lambda: _train_step(ctx, idx, noise, lr, first_bad, step), get_state,
                    set_state)
     return _Replay(run if static else GraphedStep(run, get_state, set_state), idx, step)
+
+
+def _replays(cuda_graph: bool | str, device: torch.device, signals: Any) -> bool:
+    """Whether the step runs in replayable form: graphs asked for on CUDA or "static", and a
+    rule that draws no host noise."""
+    return (cuda_graph == "static" or (device.type == "cuda" and bool(cuda_graph))) \
+        and "noise" not in signals
 
 
 def _start_observers(observers: list[Observer], ctx: TrainContext) -> dict[int, list[Observer]]:
@@ -306,15 +351,36 @@ def _progress_bar(exp: Experiment, k: int) -> Any:
 
 def _train_step(ctx: TrainContext, idx: Tensor, noise: ReplicaNoise, lr: Tensor,
                 first_bad: Tensor, step: int | Tensor) -> None:
-    """Forward on the minibatch `idx` (K, B), note non-finite losses, one learning step.
-    (`step` may be a 0-d tensor: the CUDA-graph form reads it from a buffer.)"""
-    net, task, learner = ctx.net, ctx.task, ctx.learner
+    """Forward on the minibatch `idx` (K, B), note non-finite losses, one learning step; for a
+    `ChunkedStep`, all of it on each chunk of replicas in turn (the rule state is then joined
+    only where observers read it). (`step` may be a 0-d tensor: the CUDA-graph form reads it
+    from a buffer.)"""
+    learner = ctx.learner
+    if isinstance(learner, ChunkedStep):
+        losses: list[Tensor] = []
+
+        def run(c: Chunk) -> None:
+            losses.append(_replicas_step(ctx.task, c.net, c.learner, idx[c.start:c.stop],
+                                         step, **c.views))
+
+        learner.step(run)
+        ctx.batch_loss = torch.cat(losses)
+        return
+    ctx.batch_loss = _replicas_step(ctx.task, ctx.net, learner, idx, step, noise=noise, lr=lr,
+                                    first_bad=first_bad)
+    ctx.rule_state = learner.rule_state
+
+
+def _replicas_step(task: Task, net: RateNetwork, learner: LearningStep, idx: Tensor,
+                   step: int | Tensor, noise: ReplicaNoise, lr: Tensor, first_bad: Tensor
+                   ) -> Tensor:
+    """The step of the replicas of `net` (all, or a chunk: then every argument is the chunk's
+    view); returns their batch loss."""
     flat = idx.reshape(-1)  # index_select: ~5x faster than x[idx] here (measured)
     x = task.x_train.index_select(0, flat).view(*idx.shape, *task.x_train.shape[1:])
     t = task.y_train.index_select(0, flat).view(*idx.shape, *task.y_train.shape[1:])
     fw = net.forward(x)
     loss, e = loss_and_error(fw.z[-1], t, task.loss)
-    ctx.batch_loss = loss
     # torch.where, not masked_fill_: with a tensor `step` masked_fill_ reads it on the host
     # (a sync, which a CUDA graph cannot capture)
     first_bad.copy_(torch.where(~torch.isfinite(loss) & (first_bad < 0), step, first_bad))
@@ -323,7 +389,7 @@ def _train_step(ctx: TrainContext, idx: Tensor, noise: ReplicaNoise, lr: Tensor,
                   target=t, own_weights=weights, downstream_weights=weights[1:],
                   noise=noise, layers=net.layers)
     learner.step(sig, weights, biases, lr)
-    ctx.rule_state = learner.rule_state
+    return loss
 
 
 def _result(ctx: TrainContext) -> TrainResult:
