@@ -85,6 +85,14 @@ def _split_task(name, x_tr, l_tr, x_te, l_te, n_classes, loss, center=False,
                 input_shape)
 
 
+def _regression(name: str, x: np.ndarray, y: np.ndarray, test_fraction: float) -> Task:
+    """A regression task (mse): the first round(test_fraction n) samples are the test set (the
+    samples are i.i.d. draws, so no shuffle is needed)."""
+    n_test = max(1, int(round(test_fraction * len(x))))
+    t = lambda a: torch.as_tensor(a, dtype=torch.float64)  # noqa: E731
+    return Task(name, t(x[n_test:]), t(y[n_test:]), t(x[:n_test]), t(y[:n_test]), "mse")
+
+
 @tasks.register("digits", params={"seed": _SEED, "test_fraction": _TEST, "center": _CENTER},
                 input_shape=(1, 8, 8))
 def digits(seed: int = 0, test_fraction: float = 0.2, center: bool = False) -> Task:
@@ -126,10 +134,7 @@ def teacher_student(seed=0, test_fraction=0.2, dim=20, outputs=5, teacher_hidden
     w2 = rng.standard_normal((outputs, teacher_hidden)) / math.sqrt(teacher_hidden)
     x = rng.standard_normal((samples, dim))
     y = np.tanh(x @ w1.T) @ w2.T + noise * rng.standard_normal((samples, outputs))
-    n_test = max(1, int(round(test_fraction * samples)))
-    t = lambda a: torch.as_tensor(a, dtype=torch.float64)  # noqa: E731
-    return Task("teacher_student", t(x[n_test:]), t(y[n_test:]), t(x[:n_test]), t(y[:n_test]),
-                "mse")
+    return _regression("teacher_student", x, y, test_fraction)
 
 
 @tasks.register("hidden_manifold", params={
@@ -247,11 +252,7 @@ def linear_modes(seed=0, test_fraction=0.2, dim=20, outputs=10, decay=0.7,
     v, _ = np.linalg.qr(rng.standard_normal((dim, r)))
     a = (u * decay ** np.arange(r)) @ v.T
     x = rng.standard_normal((samples, dim))
-    y = x @ a.T
-    n_test = max(1, int(round(test_fraction * samples)))
-    t = lambda z: torch.as_tensor(z, dtype=torch.float64)  # noqa: E731
-    return Task("linear_modes", t(x[n_test:]), t(y[n_test:]), t(x[:n_test]), t(y[:n_test]),
-                "mse")
+    return _regression("linear_modes", x, x @ a.T, test_fraction)
 
 
 # ---------------------------------------------------------------------------------------------
