@@ -24,8 +24,6 @@ vmap peer, and the identification study's projected wall time.
 from __future__ import annotations
 
 import argparse
-import copy
-import dataclasses
 import json
 import multiprocessing as mp
 import os
@@ -46,7 +44,6 @@ from peers import VmapPeer  # noqa: E402
 from lrsim.config import load, parse  # noqa: E402
 from lrsim.models.rate.train import train  # noqa: E402
 from lrsim.models.tasks import tasks  # noqa: E402
-from lrsim.scan import Job  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEVICE = "cuda"  # --device cpu: a smoke run of the script where no GPU is present
@@ -170,15 +167,11 @@ def host_sampler_cost(k: int, n: int, batch: int) -> float:
 def _study_job(args: tuple) -> dict:
     """One job as a scan worker runs it, its run files written as the scan client writes
     them; wall seconds."""
-    job, out = args
-    from lrsim.scan import run_job
+    from bench_study import run_and_write
 
+    job, out = args
     t = time.perf_counter()
-    results = run_job(job)  # one torch thread, as in a scan worker
-    Path(out).mkdir(parents=True, exist_ok=True)
-    for r in results:
-        if r.data is not None:
-            (Path(out) / f"{r.record['run_id']}.nc").write_bytes(r.data)
+    results = run_and_write(job, Path(out))  # one torch thread, as in a scan worker
     p = job.runs[0].params
     return {"section": "study", "job": job.index, "rule": p["rule.name"],
             "hidden": p["model.hidden"], "optimizer": p["train.optimizer"],
@@ -196,7 +189,7 @@ def study(n_jobs: int, workers: int, steps: int | None, deadline: float) -> list
     exp = load(path)
     runs = expand(exp, path)
     jobs = plan_jobs(runs, scan_spec(exp).max_group)
-    sample = [_on_device(with_steps(j, steps or exp.train.steps)) for j in pick(jobs, n_jobs)]
+    sample = [with_steps(j, steps or exp.train.steps, DEVICE) for j in pick(jobs, n_jobs)]
     count: dict[str, int] = {}
     for j in jobs:
         count[j.runs[0].params["rule.name"]] = count.get(j.runs[0].params["rule.name"], 0) + 1
@@ -231,15 +224,6 @@ def study(n_jobs: int, workers: int, steps: int | None, deadline: float) -> list
                "projected_study_wall_h": total / workers / 3600,
                "study_runs": len(runs), "study_jobs": len(jobs)}
     return rows + [summary]
-
-
-def _on_device(job: Job) -> Job:
-    runs = []
-    for r in job.runs:
-        cfg = copy.deepcopy(r.config)
-        cfg["device"] = DEVICE
-        runs.append(dataclasses.replace(r, config=cfg))
-    return Job(job.index, job.group, tuple(runs))
 
 
 def main() -> None:

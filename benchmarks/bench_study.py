@@ -42,14 +42,16 @@ from lrsim.scan import Job, expand, plan_jobs, scan_spec  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def with_steps(job: Job, steps: int) -> Job:
+def with_steps(job: Job, steps: int, device: str | None = None) -> Job:
     """The same job with `train.steps` replaced (observation schedule: same number of points)
     and recorded unit counts capped at the narrowest hidden layer (the study file asks for 100
-    units of layers 64 and 32 wide, which lrsim refuses)."""
+    units of layers 64 and 32 wide, which lrsim refuses); on `device` where one is given."""
     runs = []
     for r in job.runs:
         cfg = copy.deepcopy(r.config)
         cfg["train"]["steps"] = steps
+        if device is not None:
+            cfg["device"] = device
         narrow = min(cfg["model"]["hidden"])
         cfg["observe"]["units"] = list(dict.fromkeys(min(u, narrow)
                                                      for u in cfg["observe"]["units"]))
@@ -69,15 +71,22 @@ def pick(jobs: list[Job], n: int, seed: int = 0) -> list[Job]:
     return chosen + [rest[i] for i in sorted(extra)]
 
 
-def timed_job(job: Job, out: Path) -> float:
-    from lrsim.scan import run_job
+def run_and_write(job: Job, out: Path) -> list:
+    """Run `job` as a scan worker does (`run_job`) and write its run files into `out` as the
+    scan client does (`folder.write_result`); the workers' results."""
+    from lrsim.scan import folder, run_job
 
-    t = time.process_time()
     results = run_job(job)
     out.mkdir(parents=True, exist_ok=True)
-    for r in results:  # as the scan client writes them
+    for r in results:
         if r.data is not None:
-            (out / f"{r.record['run_id']}.nc").write_bytes(r.data)
+            folder.write_result(out, r.record["run_id"], r.data)
+    return results
+
+
+def timed_job(job: Job, out: Path) -> float:
+    t = time.process_time()
+    results = run_and_write(job, out)
     spent = time.process_time() - t
     bad = [r.record for r in results if r.record.get("status") == "failed"]
     if bad:
