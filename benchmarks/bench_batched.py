@@ -54,18 +54,14 @@ from peers import NNLoop, VmapPeer, biotorch_fa  # noqa: E402
 
 from lrsim.config import parse, replicas  # noqa: E402
 from lrsim.models.rate import RateNetwork  # noqa: E402
-from lrsim.models.rate.chunks import ChunkedStep  # noqa: E402
 from lrsim.models.rate.train import (  # noqa: E402
     DIVERGENCE_CHECK_EVERY,
-    BatchSampler,
-    TrainContext,
     _mark_divergence,
     _train_step,
-    build,
+    start,
     train,
 )
 from lrsim.models.tasks import tasks  # noqa: E402
-from lrsim.rules.base import ReplicaNoise  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH, N_IN, N_OUT, LR = 32, 64, 10, 0.01
@@ -107,29 +103,16 @@ class TrainerStep:
     `chunk` as `train`'s (None: the whole batch at once)."""
 
     def __init__(self, exp, chunk: int | str | None):  # noqa: ANN001
-        reps = replicas(exp)
-        device, dtype = torch.device("cpu"), torch.float32
-        task, net, learner = build(exp, reps, device, dtype, chunk)
-        self.ctx = TrainContext(exp, task, net, learner.rule, learner.rule_state, reps, device,
-                                dtype, [None] * len(reps), learner=learner)
-        self.lr = torch.tensor([r.lr for r in reps], dtype=dtype).view(-1, 1, 1)
-        self.sampler = BatchSampler(len(task.x_train), exp.train.batch_size,
-                                    [r.seed for r in reps], device)
-        self.noise = ReplicaNoise([r.seed for r in reps])
-        self.first_bad = torch.full((len(reps),), -1, dtype=torch.long)
-        if isinstance(learner, ChunkedStep):
-            for name, x in (("noise", self.noise), ("lr", self.lr),
-                            ("first_bad", self.first_bad)):
-                learner.attach(name, x)
+        self.loop = start(exp, replicas(exp), torch.device("cpu"), torch.float32, chunk)
         self.step = 0
 
     @torch.no_grad()
     def run(self, n: int) -> None:
+        lp = self.loop
         for _ in range(n):
             if self.step % DIVERGENCE_CHECK_EVERY == 0:
-                _mark_divergence(self.ctx, self.first_bad, self.lr, self.step)
-            _train_step(self.ctx, self.sampler.next(), self.noise, self.lr,
-                                self.first_bad, self.step)
+                _mark_divergence(lp.ctx, lp.first_bad, lp.lr, self.step)
+            _train_step(lp.ctx, lp.sampler.next(), lp.noise, lp.lr, lp.first_bad, self.step)
             self.step += 1
 
 

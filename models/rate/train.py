@@ -246,20 +246,13 @@ def train(exp: Experiment, reps: list[Replica] | None = None,
     dtype = torch.float64 if exp.dtype == "float64" else torch.float32
     if _replays(cuda_graph, device, rules.entry(exp.rule.name).info["signals"]):
         chunk = None
-    task, net, learner = build(exp, reps, device, dtype, chunk)
-    ctx = TrainContext(exp, task, net, learner.rule, learner.rule_state, reps, device, dtype,
-                       [None] * len(reps), learner=learner)
+    loop = start(exp, reps, device, dtype, chunk)
+    ctx, lr, sampler = loop.ctx, loop.lr, loop.sampler
+    noise, first_bad = loop.noise, loop.first_bad
+    learner = ctx.learner
     schedule = _start_observers(observers or [], ctx)
-    lr = torch.tensor([r.lr for r in reps], dtype=dtype, device=device).view(-1, 1, 1)
-    sampler = BatchSampler(len(task.x_train), exp.train.batch_size, [r.seed for r in reps], device,
-                           on_device=DATA_ORDER[exp.train.data_order])
-    noise = ReplicaNoise([r.seed for r in reps])
-    first_bad = torch.full((len(reps),), -1, dtype=torch.long, device=device)
     bar = _progress_bar(exp, len(reps)) if progress else None
     chunked = isinstance(learner, ChunkedStep)
-    if chunked:
-        for name, x in (("noise", noise), ("lr", lr), ("first_bad", first_bad)):
-            learner.attach(name, x)
     replay = _replayable_step(ctx, cuda_graph, noise, lr, first_bad, sampler.b)
     for step in range(exp.train.steps + 1):
         if step % DIVERGENCE_CHECK_EVERY == 0 or step in schedule or step == exp.train.steps:
@@ -287,6 +280,37 @@ def train(exp: Experiment, reps: list[Replica] | None = None,
         result.extra["cuda_graph"] = "replayed" if g.graph is not None else \
             f"eager ({g.failed or 'too few steps to capture'})"
     return result
+
+
+@dataclass
+class Loop:
+    """What the training loop holds beside the context: per-replica learning rates (K, 1, 1;
+    a diverged replica's set to 0), the minibatch sampler, the rules' noise streams and each
+    replica's first step with a non-finite loss (-1: none)."""
+
+    ctx: TrainContext
+    lr: Tensor
+    sampler: BatchSampler
+    noise: ReplicaNoise
+    first_bad: Tensor
+
+
+def start(exp: Experiment, reps: list[Replica], device: torch.device, dtype: torch.dtype,
+          chunk: Chunking = "auto") -> Loop:
+    """Everything `train` steps with, built (`build`); a `ChunkedStep` gets its chunks' views
+    of the per-replica inputs."""
+    task, net, learner = build(exp, reps, device, dtype, chunk)
+    ctx = TrainContext(exp, task, net, learner.rule, learner.rule_state, reps, device, dtype,
+                       [None] * len(reps), learner=learner)
+    lr = torch.tensor([r.lr for r in reps], dtype=dtype, device=device).view(-1, 1, 1)
+    sampler = BatchSampler(len(task.x_train), exp.train.batch_size, [r.seed for r in reps], device,
+                           on_device=DATA_ORDER[exp.train.data_order])
+    noise = ReplicaNoise([r.seed for r in reps])
+    first_bad = torch.full((len(reps),), -1, dtype=torch.long, device=device)
+    if isinstance(learner, ChunkedStep):
+        for name, x in (("noise", noise), ("lr", lr), ("first_bad", first_bad)):
+            learner.attach(name, x)
+    return Loop(ctx, lr, sampler, noise, first_bad)
 
 
 class _Replay:
