@@ -177,8 +177,9 @@ class GeometryViews:
         return bool(self.data)
 
     def record(self, t: int, activity: Mapping[tuple[int, int], np.ndarray],
-               stimuli: np.ndarray) -> None:
-        """The geometry of every (layer, view) in `activity` at time index t."""
+               stimuli: np.ndarray, targets: np.ndarray | None = None) -> None:
+        """The geometry of every (layer, view) in `activity` at time index t; `targets`
+        (K, P, c): what the task asks for on each stimulus (rsa_target; None: not known)."""
         want = self.data
         n_layers, n_views = want[next(iter(want))].shape[2:4]
         first = activity[(0, 0)]
@@ -190,6 +191,9 @@ class GeometryViews:
         if "rsa_layer" in want:
             below = geometry.rdm(x0[:, :, :n_rsa])
             rdms.update({(-1, v): below for v in range(n_views)})
+        target = None
+        if "rsa_target" in want and targets is not None:
+            target = geometry.rdm(np.asarray(targets, float)[:, None, :n_rsa])  # (K, 1, M)
         for l in range(n_layers):
             for v in range(n_views):
                 a = activity[(l, v)]
@@ -198,11 +202,13 @@ class GeometryViews:
                     want["dimensionality"][:, t, l, v] = geometry.dimensionality(a)
                 if "coupling" in want:
                     want["coupling"][:, t, l, v] = geometry.coupling(pre, a)
-                if not across_time and "rsa_layer" not in want:
+                if not across_time and "rsa_layer" not in want and target is None:
                     continue
                 d = rdms[(l, v)] = geometry.rdm(a[:, :, :n_rsa])
                 if "rsa_layer" in want:
                     want["rsa_layer"][:, t, l, v] = geometry.rdm_similarity(d, rdms[(l - 1, v)])
+                if target is not None:
+                    want["rsa_target"][:, t, l, v] = geometry.rdm_similarity(d, target)
                 if not across_time:
                     continue
                 start = self._first.setdefault((l, v), d)

@@ -59,7 +59,8 @@ from lrsim.analysis.features import (  # noqa: E402
 )
 
 MEASURED = ("weights", "activations", "activity_change")
-GEOMETRY = ("dimensionality", "rsa_initial", "rsa_previous", "rsa_layer", "coupling")
+GEOMETRY = ("dimensionality", "rsa_initial", "rsa_previous", "rsa_layer", "rsa_target",
+            "coupling")  # those the stores record are used
 CONTROL = ("loss", "test_accuracy")
 STUDIES = {"anchor": "rule_optimizer", "seven": "rule", "tasks": "rule_optimizer",
            "activations": "rule_optimizer", "factorial": "rule_optimizer",

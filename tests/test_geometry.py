@@ -93,7 +93,8 @@ def test_coupling_leaves_out_silent_units():
 
 # -- the rate observer's geometry observables against numpy / scipy on rebuilt networks ------
 
-GEOMETRY = ["dimensionality", "rsa_initial", "rsa_previous", "rsa_layer", "coupling"]
+GEOMETRY = ["dimensionality", "rsa_initial", "rsa_previous", "rsa_layer", "rsa_target",
+            "coupling"]
 
 
 def _experiment(steps: int, **observe):
@@ -148,6 +149,9 @@ def test_observer_geometry_matches_numpy_on_rebuilt_networks(geometry_run):
 
     exp, result, datasets, before, init = geometry_run
     probe = result.context.task.x_test[:exp.observe.probe_size].double().numpy()
+    # what the task asks for on the probe inputs: one-hot classes (gaussian_mixture)
+    targets = result.context.task.y_test[:exp.observe.probe_size].double().numpy()
+    assert set(np.unique(targets)) == {0.0, 1.0}
     n = RSA_PROBES
     for k, ds in enumerate(datasets):
         assert ds["dimensionality"].dims == ("time", "layer", "units", "noise")
@@ -168,6 +172,8 @@ def test_observer_geometry_matches_numpy_on_rebuilt_networks(geometry_run):
                 pearsonr(pdist(h[:n]), pdist(prev[l][:n]))[0], rel=1e-4)
             assert float(last["rsa_initial"][l]) == pytest.approx(
                 pearsonr(pdist(h[:n]), pdist(first[l][:n]))[0], rel=1e-4)
+            assert float(last["rsa_target"][l]) == pytest.approx(
+                pearsonr(pdist(h[:n]), pdist(targets[:n]))[0], rel=1e-4)
         # no earlier measurement to compare with at the first time point
         assert ds["rsa_initial"].isel(time=0).isnull().all()
         assert ds["rsa_previous"].isel(time=0).isnull().all()
@@ -195,11 +201,12 @@ def test_geometry_views_core_against_scipy():
     k, z, p, n_in = 2, 2, RSA_PROBES + 6, 5
     widths = {(0, 0): 7, (0, 1): 3, (1, 0): 4, (1, 1): 2}
     stim = rng.normal(size=(k, p, n_in))
+    targets = rng.normal(size=(k, p, 3))
     gv = GeometryViews(GEOMETRY, k, 3, 2, 2, z)
     seen = []
     for t in range(3):
         acts = {key: rng.normal(size=(k, z, p, u)) for key, u in widths.items()}
-        gv.record(t, acts, stim)
+        gv.record(t, acts, stim, targets)
         seen.append(acts)
     n = RSA_PROBES
     for t in range(3):
@@ -217,6 +224,8 @@ def test_geometry_views_core_against_scipy():
                         np.mean(r ** 2), rel=1e-9)
                     assert gv.data["rsa_layer"][i, t, l, v, j] == pytest.approx(
                         pearsonr(pdist(x[:n]), pdist(below[i, j][:n]))[0], rel=1e-9)
+                    assert gv.data["rsa_target"][i, t, l, v, j] == pytest.approx(
+                        pearsonr(pdist(x[:n]), pdist(targets[i][:n]))[0], rel=1e-9)
                     if t == 0:
                         assert np.isnan(gv.data["rsa_initial"][i, t, l, v, j])
                         continue
@@ -231,6 +240,8 @@ def test_geometry_views_core_against_scipy():
         other.record(t, seen[t], stim)
     assert np.isnan(other.data["rsa_initial"]).all() and np.isnan(other.data["rsa_previous"]).all()
     np.testing.assert_allclose(other.data["rsa_layer"], gv.data["rsa_layer"])
+    # no targets given (spiking windows): no similarity with them
+    assert np.isnan(other.data["rsa_target"]).all()
 
 
 @pytest.mark.slow
@@ -253,6 +264,7 @@ def test_spiking_runs_record_geometry():
         assert ds[o].dims == ("time", "layer", "units", "noise")
     # windows hold other trials: no representational similarity across time
     assert ds["rsa_initial"].isnull().all() and ds["rsa_previous"].isnull().all()
+    assert ds["rsa_target"].isnull().all()  # the windows have no per-trial targets
     dim = ds["dimensionality"].values
     assert np.isfinite(dim).any() and np.nanmax(dim) <= 1 + 1e-9 and np.nanmin(dim) > 0
     assert np.nanmax(np.abs(ds["rsa_layer"].values)) <= 1 + 1e-9

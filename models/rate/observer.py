@@ -17,7 +17,8 @@ the output layer included):
 
 and, where `[observe] observables` lists them, the population geometry of the recorded units'
 noisy activity over the probe inputs (`lrsim.analysis.observer.GeometryViews`: dimensionality,
-rsa_initial, rsa_previous, rsa_layer, coupling; layer 1's layer below is the probe inputs).
+rsa_initial, rsa_previous, rsa_layer, rsa_target, coupling; layer 1's layer below is the probe
+inputs; rsa_target compares with the task's targets on the probe inputs, `Task.y_test`).
 
 Undersampling, measurement noise and the statistics follow the core. Noise draws come from one
 torch generator per replica (seeded by its seed). Time points at or after a replica's divergence
@@ -144,6 +145,8 @@ class RateObserver:
         self._inputs = inputs.unsqueeze(0).expand(k, -1, -1)
         self._parts = (n_pr, n_te, n_test)
         self._y_train = task.y_train[:n_tr].unsqueeze(0).expand(k, -1, -1)
+        # what the task asks for on the probe inputs (rsa_target), (K, P, c)
+        self._targets = task.y_test[:n_pr].unsqueeze(0).expand(k, -1, -1).double().cpu().numpy()
         self._labels = (task.labels_test[:n_te].to(ctx.device) if task.labels_test is not None
                         else None)
 
@@ -173,7 +176,7 @@ class RateObserver:
             acts = {key: a.detach().cpu().double().numpy().reshape(self.K, z, n_pr, -1)
                     for key, a in seen.items()}
             self._geometry.record(t, acts, self._inputs[:, :n_pr].detach().cpu().double()
-                                  .numpy())
+                                  .numpy(), self._targets)
         self._alignment[:, t] = alignment_angles(ctx.rule, ctx.rule_state, net.weights,
                                                  net.layers).numpy()
         self._behaviour(t, ctx, every[-1])

@@ -19,8 +19,8 @@ Variables (`VARIABLES`; each with dims, role, CF `units`, `long_name`, a descrip
                     -- what an experiment could record: measurable;
                     the population geometry of the recorded activity, when the experiment
                     lists it in `[observe] observables` (`lrsim.analysis.geometry`):
-                    dimensionality, rsa_initial, rsa_previous, rsa_layer, coupling
-                                                            (time, layer, units, noise)
+                    dimensionality, rsa_initial, rsa_previous, rsa_layer, rsa_target,
+                    coupling                                (time, layer, units, noise)
     model_internal  alignment = angle(B_l, W_l^T)           (time, layer)
     behavioural     loss, test_accuracy                     (time): the behavioural (control)
                                                             curves, not neural recordings
@@ -59,7 +59,7 @@ VIEW_DIMS: tuple[str, ...] = (TIME, LAYER, STAT, UNITS, NOISE)
 OBSERVABLES: tuple[str, ...] = ("weights", "activations", "activity_change")
 # population geometry of the recorded units' activity: one value per (time, layer, view)
 GEOMETRY_OBSERVABLES: tuple[str, ...] = ("dimensionality", "rsa_initial", "rsa_previous",
-                                         "rsa_layer", "coupling")
+                                         "rsa_layer", "rsa_target", "coupling")
 GEOMETRY_DIMS: tuple[str, ...] = (TIME, LAYER, UNITS, NOISE)
 SPIKING_STATISTICS: tuple[str, ...] = ("rate", "cv_isi", "fano", "correlation", "synchrony")
 BALANCE_STATISTICS: tuple[str, ...] = ("ei_balance", "ei_correlation")
@@ -141,6 +141,12 @@ VARIABLES: dict[str, Variable] = {
         GEOMETRY_DIMS, "recorded", "representational similarity with the layer below",
         "Pearson correlation of the RDMs of the recorded units of layer l and of the layer "
         "feeding it (for layer 1: the stimuli), same stimuli, same time point."),
+    "rsa_target": Variable(
+        GEOMETRY_DIMS, "recorded", "representational similarity with the task's targets",
+        "Pearson correlation of the RDM of the recorded units and the RDM of the targets the "
+        "task asks for on the same probe inputs (one-hot class vectors or regression targets: "
+        "what the experimenter trains the animal to report), same time point (NaN in spiking "
+        "runs, whose windows have no per-trial targets)."),
     "coupling": Variable(
         GEOMETRY_DIMS, "recorded", "input-output coupling of two connected layers",
         "Paired recording: mean squared Pearson correlation over the stimuli between the "
