@@ -23,7 +23,11 @@ accuracy"; per-layer accuracy beside it):
 - per observable against the recording (robustness to undersampling and noise),
 - held out by factor inside the training store (each task, activation, architecture left out),
 - which statistics carry the rule (permutation and impurity importance),
-- confusion matrices of the headline.
+- confusion matrices of the headline,
+- `--only heldout`: the held-out test alone (training on every store of the study, 5 forest
+  seeds of 200 trees; all classes and the anchor's 4; the control beside it); `--only heldout
+  target`: the same with the similarity with the task's targets (`rsa_target`) added, on
+  stores that record it. `--root DIR` reads the stores from DIR instead of runs/.
 
 Everything runs single-threaded (BLAS and torch) at nice priority when started with `nice`.
 """
@@ -59,8 +63,10 @@ from lrsim.analysis.features import (  # noqa: E402
 )
 
 MEASURED = ("weights", "activations", "activity_change")
-GEOMETRY = ("dimensionality", "rsa_initial", "rsa_previous", "rsa_layer", "rsa_target",
-            "coupling")  # those the stores record are used
+GEOMETRY = ("dimensionality", "rsa_initial", "rsa_previous", "rsa_layer", "coupling")
+# recorded by stores that list it, tried on top of the measurable set (`--only target`), not
+# part of the headline: the similarity with the task's targets
+TARGET = "rsa_target"
 CONTROL = ("loss", "test_accuracy")
 STUDIES = {"anchor": "rule_optimizer", "seven": "rule", "tasks": "rule_optimizer",
            "activations": "rule_optimizer", "factorial": "rule_optimizer",
@@ -120,8 +126,11 @@ def n_runs(path: str | Path) -> dict[str, int]:
     return {s: int((status == s).sum()) for s in sorted(set(status))}
 
 
+FOREST_JOBS = 1  # threads per forest (`--jobs`); the trees do not depend on it
+
+
 def forest(trees: int, seed: int = 0) -> RandomForestClassifier:
-    return RandomForestClassifier(n_estimators=trees, max_features="sqrt", n_jobs=1,
+    return RandomForestClassifier(n_estimators=trees, max_features="sqrt", n_jobs=FOREST_JOBS,
                                   random_state=seed)
 
 
@@ -450,11 +459,26 @@ def main() -> int:
     p.add_argument("--quick", action="store_true", help="3 splits, 100 trees")
     p.add_argument("--only", nargs="*", default=None,
                    help="parts to run: headline sensitivity robustness factors importance "
-                        "anchor4 diversity cells standardised pooled")
+                        "anchor4 diversity cells standardised pooled heldout target")
+    p.add_argument("--root", default="runs",
+                   help="folder holding the stores named runs/<store> above (default runs)")
+    p.add_argument("--jobs", type=int, default=1, help="threads per forest (default 1)")
     args = p.parse_args()
+    global FOREST_JOBS
+    FOREST_JOBS = args.jobs
+
+    def rooted(path: str) -> str:
+        return str(Path(args.root) / Path(path).relative_to("runs")) \
+            if path.startswith("runs/") else path
+
+    for name in list(TRAIN_STORES):
+        TRAIN_STORES[name] = tuple(rooted(q) for q in TRAIN_STORES[name])
+    for name in list(TEST_STORES):
+        TEST_STORES[name] = rooted(TEST_STORES[name])
     label = STUDIES[args.study]
-    train_paths = args.train or list(TRAIN_STORES.get(args.study, [f"runs/{args.study}-train"]))
-    test_path = args.test or TEST_STORES.get(args.study, f"runs/{args.study}-test")
+    train_paths = args.train or list(TRAIN_STORES.get(args.study,
+                                                      [rooted(f"runs/{args.study}-train")]))
+    test_path = args.test or TEST_STORES.get(args.study, rooted(f"runs/{args.study}-test"))
     out_path = Path(args.out or f"runs/{args.study}-results.json")
     splits, trees = (3, 100) if args.quick else (5, 200)
     parts = set(args.only or ["headline", "sensitivity", "robustness", "factors", "importance",
@@ -605,6 +629,28 @@ def main() -> int:
                                              "observables": name, **r})
                 results["pooled"] = rows
                 print(table(rows, ["train", "classes", "features", "observables", "n_train_runs",
+                                   "test_run_mean", "test_run_min", "test_run_max"]))
+            if "heldout" in parts or "target" in parts:
+                # the held-out test of the headline protocol (recorded features, measurable
+                # observables and the loss-curve control; all classes and the anchor's 4; 5
+                # forest seeds) and, where the stores record it ("target"), the same with the
+                # similarity with the task's targets added
+                rows = []
+                views = (("all classes", None),) + ((("anchor's 4", ANCHOR_FOUR),)
+                                                    if label == "rule_optimizer" else ())
+                sets = [("measurable", measurable), ("control", list(CONTROL))]
+                if "target" in parts:
+                    if TARGET not in train.data_vars or TARGET not in test.data_vars:
+                        raise SystemExit(f"--only target: the stores do not record {TARGET}")
+                    sets.insert(1, (f"measurable + {TARGET}", [*measurable, TARGET]))
+                for classes_name, keep in views:
+                    tr, te = subset(train, label, keep), subset(test, label, keep)
+                    for name, obs in sets:
+                        say(f"held out / {classes_name} / {name}")
+                        r = pooled(tr, te, label, obs, reference="none", trees=200, **goal)
+                        rows.append({"classes": classes_name, "observables": name, **r})
+                results["heldout"] = rows
+                print(table(rows, ["classes", "observables", "n_train_runs", "n_test_runs",
                                    "test_run_mean", "test_run_min", "test_run_max"]))
             if "standardised" in parts:
                 rows = []
