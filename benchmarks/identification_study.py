@@ -27,7 +27,9 @@ accuracy"; per-layer accuracy beside it):
 - `--only heldout`: the held-out test alone (training on every store of the study, 5 forest
   seeds of 200 trees; all classes and the anchor's 4; the control beside it); `--only heldout
   target`: the same with the similarity with the task's targets (`rsa_target`) added, on
-  stores that record it. `--root DIR` reads the stores from DIR instead of runs/.
+  stores that record it; `--forests N` averages N forest seeds instead of 5 (the held-out
+  figure moves by several points between groups of 5). `--root DIR` reads the stores from DIR
+  instead of runs/.
 
 Everything runs single-threaded (BLAS and torch) at nice priority when started with `nice`.
 """
@@ -463,6 +465,8 @@ def main() -> int:
     p.add_argument("--root", default="runs",
                    help="folder holding the stores named runs/<store> above (default runs)")
     p.add_argument("--jobs", type=int, default=1, help="threads per forest (default 1)")
+    p.add_argument("--forests", type=int, default=5,
+                   help="forest seeds averaged in the held-out parts (default 5)")
     args = p.parse_args()
     global FOREST_JOBS
     FOREST_JOBS = args.jobs
@@ -647,7 +651,8 @@ def main() -> int:
                     tr, te = subset(train, label, keep), subset(test, label, keep)
                     for name, obs in sets:
                         say(f"held out / {classes_name} / {name}")
-                        r = pooled(tr, te, label, obs, reference="none", trees=200, **goal)
+                        r = pooled(tr, te, label, obs, reference="none", trees=200,
+                                   seeds=args.forests, **goal)
                         rows.append({"classes": classes_name, "observables": name, **r})
                 results["heldout"] = rows
                 print(table(rows, ["classes", "observables", "n_train_runs", "n_test_runs",
