@@ -497,6 +497,9 @@ def main() -> int:
                      "max_features sqrt, one sample per (network, layer), run accuracy = "
                      "argmax of the layers' mean class probabilities"}}
     goal = {"units": 100, "noise": 0.1}
+    # the class sets tested on the held-out store: all, and the anchor's 4 where they exist
+    class_views = (("all classes", None),) + ((("anchor's 4", ANCHOR_FOUR),)
+                                              if label == "rule_optimizer" else ())
     measurable = list(MEASURED) + [g for g in GEOMETRY if g in train.data_vars]
 
     def say(msg: str) -> None:
@@ -619,9 +622,7 @@ def main() -> int:
                 stores = TRAIN_STORES[args.study]
                 for n in sorted({1, len(stores)}):
                     tr_all = open_stores(list(stores[:n]))
-                    views = (("all classes", None),) + ((("anchor's 4", ANCHOR_FOUR),)
-                                                        if label == "rule_optimizer" else ())
-                    for classes_name, keep in views:
+                    for classes_name, keep in class_views:
                         tr, te = subset(tr_all, label, keep), subset(test, label, keep)
                         for ref in ("none", "initial"):
                             for name, obs in (("measurable", measurable),
@@ -640,14 +641,12 @@ def main() -> int:
                 # forest seeds) and, where the stores record it ("target"), the same with the
                 # similarity with the task's targets added
                 rows = []
-                views = (("all classes", None),) + ((("anchor's 4", ANCHOR_FOUR),)
-                                                    if label == "rule_optimizer" else ())
                 sets = [("measurable", measurable), ("control", list(CONTROL))]
                 if "target" in parts:
                     if TARGET not in train.data_vars or TARGET not in test.data_vars:
                         raise SystemExit(f"--only target: the stores do not record {TARGET}")
                     sets.insert(1, (f"measurable + {TARGET}", [*measurable, TARGET]))
-                for classes_name, keep in views:
+                for classes_name, keep in class_views:
                     tr, te = subset(train, label, keep), subset(test, label, keep)
                     for name, obs in sets:
                         say(f"held out / {classes_name} / {name}")
