@@ -19,6 +19,15 @@ and works on exactly what was recorded (noise already applied by the caller):
     coupling              mean squared Pearson correlation r_ij^2 over the stimuli between every
                           recorded unit i of one layer and every recorded unit j of the layer it
                           projects to (a paired recording of two connected layers)
+    unit_similarity       condensed cosine similarity s_ij = <v_i, v_j> / (|v_i| |v_j|) between
+                          the synaptic vectors v_i of recorded units i < j (rows of (..., u, n))
+    synaptic_similarity   Pearson correlation of the units' similarity by the change of their
+                          incoming synapses and by the change of their outgoing synapses
+                          (`unit_similarity` of each, then `rdm_similarity`)
+
+`unit_similarity` and `synaptic_similarity` take synapses, not activity: rows are recorded units,
+columns their synapses (incoming: from every unit of the layer below; outgoing: onto the
+recorded units of the layer above).
 
 Degenerate input gives NaN, never an error: a recording with no variance over the stimuli has
 no dimensionality, a constant RDM no correlation; in `coupling`, units constant over the stimuli
@@ -113,3 +122,39 @@ def coupling(pre: np.ndarray, post: np.ndarray) -> np.ndarray:
     total = np.einsum("...ij,...ij->...", r, r)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(n_pairs > 0, total / np.maximum(n_pairs, 1), np.nan)
+
+
+def unit_similarity(v: np.ndarray) -> np.ndarray:
+    """Condensed cosine similarity of the rows of v (..., u, n): (..., u (u - 1) / 2), pairs
+    (i, j), i < j, in `scipy.spatial.distance.pdist` order; 1 - pdist(v, "cosine"). A row of
+    zeros has similarity 0 with every other row."""
+    v = np.asarray(v, dtype=np.float64)
+    if v.ndim < 2:
+        raise ValueError(f"synapses must be (..., units, synapses); got shape {v.shape}")
+    norm = np.sqrt(np.einsum("...in,...in->...i", v, v))
+    z = v / np.where(norm > _TINY, norm, np.inf)[..., None]
+    g = z @ np.swapaxes(z, -1, -2)
+    i, j = np.triu_indices(v.shape[-2], k=1)
+    return g[..., i, j]
+
+
+def synaptic_similarity(incoming: np.ndarray, outgoing: np.ndarray) -> np.ndarray:
+    """rdm_similarity(unit_similarity(incoming), unit_similarity(outgoing)) for the same u
+    recorded units: `incoming` (..., u, n_in) the change of their incoming synapses, `outgoing`
+    (..., u, n_out) the change of their outgoing synapses (onto recorded units of the layer
+    above). Shape (...); NaN with fewer than 3 units or a constant similarity.
+
+    Why it tells credit-assignment rules apart: a rule that sends layer l the error through the
+    forward weights (backprop, Rumelhart, Hinton & Williams 1986) gives unit i the error
+    delta_i = f'_i sum_j W_{l+1, ji} delta_j, so units whose outgoing synapses are alike get
+    alike errors and alike changes of their incoming synapses (dW_{l, i.} = delta_i x^T); with
+    a fixed random feedback matrix B (feedback alignment, Lillicrap et al. 2016, Nat. Commun.
+    7:13276) delta_i follows row i of B instead, and the two similarities agree only as far as
+    W_{l+1}^T has come to align with B."""
+    a, b = np.asarray(incoming), np.asarray(outgoing)
+    if a.shape[-2] != b.shape[-2]:
+        raise ValueError(f"incoming and outgoing must share the unit axis; got {a.shape[-2]} "
+                         f"and {b.shape[-2]} units")
+    if a.shape[-2] < 3:
+        return np.full(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]), np.nan)
+    return rdm_similarity(unit_similarity(a), unit_similarity(b))

@@ -21,7 +21,8 @@ NeurIPS), with the experimentalist's constraints applied before the statistics:
     geometry         `GeometryViews`: the population geometry of every view's recorded (noisy)
                      activity over the stimuli (`lrsim.analysis.geometry`): dimensionality,
                      representational similarity with the first and the previous measurement
-                     and with the layer below, coupling of two connected layers
+                     and with the layer below, coupling of two connected layers; and of the
+                     recorded synapses: synaptic_similarity (`record_synapses`)
     spike trains     `population_statistics`: rate, CV of ISI, Fano factor, correlation,
                      synchrony and E/I balance per population and window
                      (`lrsim.analysis.spike_stats`)
@@ -176,6 +177,11 @@ class GeometryViews:
     def __bool__(self) -> bool:
         return bool(self.data)
 
+    @property
+    def of_activity(self) -> bool:
+        """Whether any requested observable is of the recorded activity (`record`)."""
+        return any(o != "synaptic_similarity" for o in self.data)
+
     def record(self, t: int, activity: Mapping[tuple[int, int], np.ndarray],
                stimuli: np.ndarray, targets: np.ndarray | None = None) -> None:
         """The geometry of every (layer, view) in `activity` at time index t; `targets`
@@ -218,6 +224,15 @@ class GeometryViews:
                 if "rsa_previous" in want and before is not None:
                     want["rsa_previous"][:, t, l, v] = geometry.rdm_similarity(d, before)
                 self._previous[(l, v)] = d
+
+    def record_synapses(self, t: int, layer: int, view: int, incoming: np.ndarray,
+                        outgoing: np.ndarray) -> None:
+        """synaptic_similarity of one (layer, view) at time index t from the recorded units'
+        synaptic changes since the first measurement: `incoming` (K, Z, u, n_in), `outgoing`
+        (K, Z, u, m) (onto the recorded units of the layer above; noise already applied)."""
+        if "synaptic_similarity" in self.data:
+            self.data["synaptic_similarity"][:, t, layer, view] = geometry.synaptic_similarity(
+                incoming, outgoing)
 
     def variables(self, k: int) -> dict[str, tuple[tuple[str, ...], np.ndarray]]:
         """Replica k's geometry as Dataset variables (dims `GEOMETRY_DIMS`)."""

@@ -27,7 +27,8 @@ accuracy"; per-layer accuracy beside it):
 - `--only heldout`: the held-out test alone (training on every store of the study, 5 forest
   seeds of 200 trees; all classes and the anchor's 4; the control beside it); `--only heldout
   target`: the same with the similarity with the task's targets (`rsa_target`) added, on
-  stores that record it; `--forests N` averages N forest seeds instead of 5 (the held-out
+  stores that record it; `--only heldout synapses`: the same with the synaptic similarity
+  (`synaptic_similarity`) added; `--forests N` averages N forest seeds instead of 5 (the held-out
   figure moves by several points between groups of 5). `--root DIR` reads the stores from DIR
   instead of runs/.
 
@@ -69,6 +70,9 @@ GEOMETRY = ("dimensionality", "rsa_initial", "rsa_previous", "rsa_layer", "coupl
 # recorded by stores that list it, tried on top of the measurable set (`--only target`), not
 # part of the headline: the similarity with the task's targets
 TARGET = "rsa_target"
+# recorded by stores that list it, tried on top of the measurable set (`--only synapses`): the
+# similarity of the recorded units' incoming and outgoing synaptic changes
+SYNAPSES = "synaptic_similarity"
 CONTROL = ("loss", "test_accuracy")
 STUDIES = {"anchor": "rule_optimizer", "seven": "rule", "tasks": "rule_optimizer",
            "activations": "rule_optimizer", "factorial": "rule_optimizer",
@@ -461,7 +465,7 @@ def main() -> int:
     p.add_argument("--quick", action="store_true", help="3 splits, 100 trees")
     p.add_argument("--only", nargs="*", default=None,
                    help="parts to run: headline sensitivity robustness factors importance "
-                        "anchor4 diversity cells standardised pooled heldout target")
+                        "anchor4 diversity cells standardised pooled heldout target synapses")
     p.add_argument("--root", default="runs",
                    help="folder holding the stores named runs/<store> above (default runs)")
     p.add_argument("--jobs", type=int, default=1, help="threads per forest (default 1)")
@@ -635,17 +639,21 @@ def main() -> int:
                 results["pooled"] = rows
                 print(table(rows, ["train", "classes", "features", "observables", "n_train_runs",
                                    "test_run_mean", "test_run_min", "test_run_max"]))
-            if "heldout" in parts or "target" in parts:
+            extras = {"target": TARGET, "synapses": SYNAPSES}
+            if "heldout" in parts or parts & set(extras):
                 # the held-out test of the headline protocol (recorded features, measurable
                 # observables and the loss-curve control; all classes and the anchor's 4; 5
-                # forest seeds) and, where the stores record it ("target"), the same with the
-                # similarity with the task's targets added
+                # forest seeds) and, where the stores record them, the same with the
+                # similarity with the task's targets ("target") or the synaptic similarity
+                # ("synapses") added
                 rows = []
                 sets = [("measurable", measurable), ("control", list(CONTROL))]
-                if "target" in parts:
-                    if TARGET not in train.data_vars or TARGET not in test.data_vars:
-                        raise SystemExit(f"--only target: the stores do not record {TARGET}")
-                    sets.insert(1, (f"measurable + {TARGET}", [*measurable, TARGET]))
+                for part, extra in extras.items():
+                    if part not in parts:
+                        continue
+                    if extra not in train.data_vars or extra not in test.data_vars:
+                        raise SystemExit(f"--only {part}: the stores do not record {extra}")
+                    sets.insert(-1, (f"measurable + {extra}", [*measurable, extra]))
                 for classes_name, keep in class_views:
                     tr, te = subset(train, label, keep), subset(test, label, keep)
                     for name, obs in sets:

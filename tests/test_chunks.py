@@ -21,7 +21,8 @@ from lrsim.rules.base import ReplicaNoise, normal
 
 RATE = [n for n in rules.names() if "rate" in rules.entry(n).info["substrates"]]
 CASES = [(n, {}) for n in RATE] + [("four_synapse", {"variant": "wired"})]
-GEOMETRY = ["dimensionality", "rsa_initial", "rsa_previous", "rsa_layer", "rsa_target", "coupling"]
+GEOMETRY = ["dimensionality", "rsa_initial", "rsa_previous", "rsa_layer", "rsa_target", "coupling",
+            "synaptic_similarity"]
 K = 5  # chunks of 2: 2 + 2 + 1 (an uneven last chunk)
 TOL = dict(rtol=1e-12, atol=1e-12)
 

@@ -256,7 +256,7 @@ def test_spiking_runs_record_geometry():
                  "train": {"lr": 0.25, "steps": 6, "replicas": 1},
                  "observe": {"points": 4, "units": [0, 8], "noise": [0.0, 0.5],
                              "observables": ["weights", "activations", "activity_change",
-                                             *GEOMETRY]},
+                                             *GEOMETRY, "synaptic_similarity"]},
                  "spiking": {"target": "numpy", "dt_ms": 0.2, "trial_ms": 40, "settle_ms": 10,
                              "train_samples": 3, "eval_samples": 3, "w_init": 1.4, "eta": 1.5}})
     ds = run_experiment(exp).datasets[0]
@@ -265,6 +265,7 @@ def test_spiking_runs_record_geometry():
     # windows hold other trials: no representational similarity across time
     assert ds["rsa_initial"].isnull().all() and ds["rsa_previous"].isnull().all()
     assert ds["rsa_target"].isnull().all()  # the windows have no per-trial targets
+    assert ds["synaptic_similarity"].isnull().all()  # recorded in rate runs only
     dim = ds["dimensionality"].values
     assert np.isfinite(dim).any() and np.nanmax(dim) <= 1 + 1e-9 and np.nanmin(dim) > 0
     assert np.nanmax(np.abs(ds["rsa_layer"].values)) <= 1 + 1e-9

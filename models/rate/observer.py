@@ -18,7 +18,13 @@ the output layer included):
 and, where `[observe] observables` lists them, the population geometry of the recorded units'
 noisy activity over the probe inputs (`lrsim.analysis.observer.GeometryViews`: dimensionality,
 rsa_initial, rsa_previous, rsa_layer, rsa_target, coupling; layer 1's layer below is the probe
-inputs; rsa_target compares with the task's targets on the probe inputs, `Task.y_test`).
+inputs; rsa_target compares with the task's targets on the probe inputs, `Task.y_test`), and
+of the recorded synapses, synaptic_similarity (`lrsim.analysis.geometry.synaptic_similarity`):
+per hidden layer l and view, the recorded units' incoming synapses (rows of W_l, every input)
+and outgoing synapses (columns of W_{l+1} onto the recorded units of layer l+1) are measured
+with noise at each time point, and their changes since the first time point compared (between
+convolutional layers a unit is a channel and its synapses are its kernels' taps; NaN between a
+convolutional and a dense layer, whose inputs are channels x positions).
 
 Undersampling, measurement noise and the statistics follow the core. Noise draws come from one
 torch generator per replica (seeded by its seed). Time points at or after a replica's divergence
@@ -121,6 +127,11 @@ class RateObserver:
                                    for i in idx])
         self._gens = [torch.Generator(device=dev).manual_seed(int(s) * 1_000_003 + 3)
                       for s in seeds]
+        # the synapses' noise has its own generators: recording them or not leaves the other
+        # observables' noise draws as they were
+        self._synapse_gens = [torch.Generator(device=dev).manual_seed(int(s) * 1_000_003 + 5)
+                              for s in seeds]
+        self._synapses_first: dict[tuple[int, int], Tensor] = {}
         self._probe(ctx)
         self._views = ViewStatistics([o for o in self.observables if o in OBSERVABLES], k,
                                      len(self._steps), self.L, self.stat_names,
@@ -150,15 +161,15 @@ class RateObserver:
         self._labels = (task.labels_test[:n_te].to(ctx.device) if task.labels_test is not None
                         else None)
 
-    def _draw(self, n: int, like: Tensor) -> Callable[[], Tensor]:
+    def _draw(self, n: int, like: Tensor, gens: list[torch.Generator]) -> Callable[[], Tensor]:
         def draw() -> Tensor:
             return torch.stack([torch.randn(n, generator=g, device=like.device,
-                                            dtype=like.dtype) for g in self._gens])
+                                            dtype=like.dtype) for g in gens])
         return draw
 
-    def _measure(self, x: Tensor) -> Tensor:
+    def _measure(self, x: Tensor, gens: list[torch.Generator] | None = None) -> Tensor:
         """x (K, n) at every noise level (K, Z, n) (`lrsim.analysis.observer.measure`)."""
-        return measure(x, self.noise, self._draw(x.shape[1], x))
+        return measure(x, self.noise, self._draw(x.shape[1], x, gens or self._gens))
 
     @torch.no_grad()
     def record(self, step: int, ctx: TrainContext) -> None:
@@ -171,12 +182,14 @@ class RateObserver:
         seen = self._add_views(net, [layer.unit_activity(h[:, :n_pr])
                                      for layer, h in zip(net.layers, every)])
         self._views.summarise(t)
-        if self._geometry:
+        if self._geometry.of_activity:
             z = len(self.noise)
             acts = {key: a.detach().cpu().double().numpy().reshape(self.K, z, n_pr, -1)
                     for key, a in seen.items()}
             self._geometry.record(t, acts, self._inputs[:, :n_pr].detach().cpu().double()
                                   .numpy(), self._targets)
+        if "synaptic_similarity" in self.observables:
+            self._synapses(t, net.weights, [layer.kind for layer in net.layers])
         self._alignment[:, t] = alignment_angles(ctx.rule, ctx.rule_state, net.weights,
                                                  net.layers).numpy()
         self._behaviour(t, ctx, every[-1])
@@ -185,7 +198,7 @@ class RateObserver:
         """The weight and probe-activity views of every layer and unit count; returns the
         recorded (noisy) probe activity per (layer, view), (K, Z, P * u), where measured."""
         activity = ("activations" in self.observables or "activity_change" in self.observables
-                    or bool(self._geometry))
+                    or self._geometry.of_activity)
         out: dict[tuple[int, int], Tensor] = {}
         for l in range(self.L):
             for v, idx in enumerate(self._unit_idx[l]):
@@ -208,6 +221,39 @@ class RateObserver:
                         self._views.add("activity_change", l, v, seen - before)
                     self._previous[(l, v)] = seen
         return out
+
+    def _synapses(self, t: int, weights: list[Tensor], kinds: list[str]) -> None:
+        """synaptic_similarity at time index t: every layer's recorded rows measured once
+        (K, Z, u, n), their change since the first time point, and per hidden layer l the
+        change of its recorded units' incoming synapses vs that of their outgoing synapses
+        (the columns of layer l+1's recorded rows that belong to them)."""
+        k, z = self.K, len(self.noise)
+        change: dict[tuple[int, int], Tensor] = {}
+        for l, w in enumerate(weights):
+            w = w.reshape(k, w.shape[1], -1)  # (K, units, synapses): conv taps flattened
+            for v, idx in enumerate(self._unit_idx[l]):
+                rows = w if idx is None else w.gather(1, idx.unsqueeze(-1).expand(-1, -1,
+                                                                                   w.shape[2]))
+                seen = self._measure(rows.reshape(k, -1), self._synapse_gens)
+                seen = seen.reshape(k, z, *rows.shape[1:])
+                first = self._synapses_first.setdefault((l, v), seen)
+                if first is not seen:
+                    change[(l, v)] = seen - first
+        if not change:  # the first time point: no change yet
+            return
+        for l in range(self.L - 1):
+            if kinds[l] != kinds[l + 1]:  # conv -> dense: the inputs are channels x positions
+                continue
+            n_l = weights[l].shape[1]
+            for v, idx in enumerate(self._unit_idx[l]):
+                out = change[(l + 1, v)]  # (K, Z, u_above, n_l * taps), taps 1 if dense
+                out = out.reshape(*out.shape[:3], n_l, -1)
+                if idx is not None:
+                    out = out.gather(3, idx[:, None, None, :, None].expand(
+                        -1, z, out.shape[2], -1, out.shape[4]))
+                out = out.transpose(2, 3).reshape(k, z, out.shape[3], -1)
+                self._geometry.record_synapses(t, l, v, change[(l, v)].double().cpu().numpy(),
+                                               out.double().cpu().numpy())
 
     def _behaviour(self, t: int, ctx: TrainContext, out: Tensor) -> None:
         """Loss on the training samples and accuracy on the test samples of the probe batch."""

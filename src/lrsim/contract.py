@@ -20,7 +20,8 @@ Variables (`VARIABLES`; each with dims, role, CF `units`, `long_name`, a descrip
                     the population geometry of the recorded activity, when the experiment
                     lists it in `[observe] observables` (`lrsim.analysis.geometry`):
                     dimensionality, rsa_initial, rsa_previous, rsa_layer, rsa_target,
-                    coupling                                (time, layer, units, noise)
+                    coupling, and of the recorded synapses: synaptic_similarity
+                                                            (time, layer, units, noise)
     model_internal  alignment = angle(B_l, W_l^T)           (time, layer)
     behavioural     loss, test_accuracy                     (time): the behavioural (control)
                                                             curves, not neural recordings
@@ -59,7 +60,8 @@ VIEW_DIMS: tuple[str, ...] = (TIME, LAYER, STAT, UNITS, NOISE)
 OBSERVABLES: tuple[str, ...] = ("weights", "activations", "activity_change")
 # population geometry of the recorded units' activity: one value per (time, layer, view)
 GEOMETRY_OBSERVABLES: tuple[str, ...] = ("dimensionality", "rsa_initial", "rsa_previous",
-                                         "rsa_layer", "rsa_target", "coupling")
+                                         "rsa_layer", "rsa_target", "coupling",
+                                         "synaptic_similarity")
 GEOMETRY_DIMS: tuple[str, ...] = (TIME, LAYER, UNITS, NOISE)
 SPIKING_STATISTICS: tuple[str, ...] = ("rate", "cv_isi", "fano", "correlation", "synchrony")
 BALANCE_STATISTICS: tuple[str, ...] = ("ei_balance", "ei_correlation")
@@ -152,6 +154,14 @@ VARIABLES: dict[str, Variable] = {
         "Paired recording: mean squared Pearson correlation over the stimuli between the "
         "recorded units of the layer feeding l (layer 1: the stimulus inputs) and the recorded "
         "units of l (units constant over the stimuli left out)."),
+    "synaptic_similarity": Variable(
+        GEOMETRY_DIMS, "recorded", "incoming vs outgoing synaptic change similarity",
+        "Paired recording of synapses: Pearson correlation, over pairs of recorded units of "
+        "layer l, of their cosine similarity by the change of their incoming synapses (from "
+        "every unit of the layer below) and by the change of their outgoing synapses (onto the "
+        "recorded units of layer l+1), both changes since the first time point, each weight "
+        "measured with noise at each time point (NaN at the first time point, for the readout "
+        "layer, between a convolutional and a dense layer, and in spiking runs)."),
     "alignment": Variable(
         (TIME, LAYER), "model_internal", "feedback alignment angle",
         "angle(B_l, W_l^T) between the feedback matrix carrying the error to layer l-1 and the "
