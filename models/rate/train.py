@@ -27,6 +27,7 @@ from lrsim.errors import ConfigError, LrsimError
 from lrsim.models.rate.chunks import Chunk, ChunkedStep, chunk_size
 from lrsim.models.rate.conv import conv_network
 from lrsim.models.rate.cuda_graph import GraphedStep, in_place
+from lrsim.models.rate.host_memory import keep_freed_memory
 from lrsim.models.rate.network import RateNetwork, loss_and_error
 from lrsim.models.rate.permutations import hashed_permutations
 from lrsim.models.step import LearningStep
@@ -243,6 +244,8 @@ def train(exp: Experiment, reps: list[Replica] | None = None,
         raise LrsimError(f"substrate '{exp.substrate}' is not run by the rate trainer")
     reps = reps or default_replicas(exp)
     device = resolve_device(exp.device)
+    if device.type == "cpu":
+        keep_freed_memory()  # the steps reuse freed blocks instead of page-faulting new ones
     dtype = torch.float64 if exp.dtype == "float64" else torch.float32
     if _replays(cuda_graph, device, rules.entry(exp.rule.name).info["signals"]):
         chunk = None
