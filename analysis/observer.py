@@ -52,6 +52,7 @@ from lrsim.contract import (
     GEOMETRY_DIMS,
     GEOMETRY_OBSERVABLES,
     SPIKING_STATISTICS,
+    SYNAPTIC_OBSERVABLES,
     VIEW_DIMS,
     layer_depths,
     layer_names,
@@ -180,7 +181,7 @@ class GeometryViews:
     @property
     def of_activity(self) -> bool:
         """Whether any requested observable is of the recorded activity (`record`)."""
-        return any(o != "synaptic_similarity" for o in self.data)
+        return any(o not in SYNAPTIC_OBSERVABLES for o in self.data)
 
     def record(self, t: int, activity: Mapping[tuple[int, int], np.ndarray],
                stimuli: np.ndarray, targets: np.ndarray | None = None) -> None:

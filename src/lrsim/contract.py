@@ -58,10 +58,13 @@ VIEW_DIMS: tuple[str, ...] = (TIME, LAYER, STAT, UNITS, NOISE)
 
 # -- variables -------------------------------------------------------------------------------
 OBSERVABLES: tuple[str, ...] = ("weights", "activations", "activity_change")
-# population geometry of the recorded units' activity: one value per (time, layer, view)
+# of the recorded synapses (their changes), not of activity: one value per (time, layer, view)
+SYNAPTIC_OBSERVABLES: tuple[str, ...] = ("synaptic_similarity",)
+# population geometry of the recorded units' activity, and the synaptic observables: one
+# value per (time, layer, view)
 GEOMETRY_OBSERVABLES: tuple[str, ...] = ("dimensionality", "rsa_initial", "rsa_previous",
                                          "rsa_layer", "rsa_target", "coupling",
-                                         "synaptic_similarity")
+                                         *SYNAPTIC_OBSERVABLES)
 GEOMETRY_DIMS: tuple[str, ...] = (TIME, LAYER, UNITS, NOISE)
 SPIKING_STATISTICS: tuple[str, ...] = ("rate", "cv_isi", "fano", "correlation", "synchrony")
 BALANCE_STATISTICS: tuple[str, ...] = ("ei_balance", "ei_correlation")
