@@ -63,6 +63,14 @@ EVAL_TRAIN = 128  # training samples behind `loss` at each time point
 EVAL_TEST = 256  # test samples behind `test_accuracy` at each time point
 
 
+def _recorded_rows(w: Tensor, idx: Tensor | None) -> Tensor:
+    """The incoming synapses of a view's recorded units: the rows `idx` (K, u) of the weights w
+    (K, units, ...), as (K, u, synapses) (conv: a channel's kernel taps flattened); all rows
+    where idx is None."""
+    w = w.reshape(w.shape[0], w.shape[1], -1)
+    return w if idx is None else w.gather(1, idx.unsqueeze(-1).expand(-1, -1, w.shape[2]))
+
+
 def _result_attrs(result: TrainResult, k: int) -> dict[str, str | int | float]:
     ctx = result.context
     acc = None if result.test_accuracy is None else result.test_accuracy[k]
@@ -203,10 +211,8 @@ class RateObserver:
         for l in range(self.L):
             for v, idx in enumerate(self._unit_idx[l]):
                 if "weights" in self.observables:
-                    w = net.weights[l]
-                    if idx is not None:
-                        w = w.gather(1, idx.unsqueeze(-1).expand(-1, -1, w.shape[2]))
-                    self._views.add("weights", l, v, self._measure(w.reshape(self.K, -1)))
+                    rows = _recorded_rows(net.weights[l], idx)
+                    self._views.add("weights", l, v, self._measure(rows.reshape(self.K, -1)))
                 if not activity:
                     continue
                 h = posts[l]
@@ -230,10 +236,8 @@ class RateObserver:
         k, z = self.K, len(self.noise)
         change: dict[tuple[int, int], Tensor] = {}
         for l, w in enumerate(weights):
-            w = w.reshape(k, w.shape[1], -1)  # (K, units, synapses): conv taps flattened
             for v, idx in enumerate(self._unit_idx[l]):
-                rows = w if idx is None else w.gather(1, idx.unsqueeze(-1).expand(-1, -1,
-                                                                                   w.shape[2]))
+                rows = _recorded_rows(w, idx)
                 seen = self._measure(rows.reshape(k, -1), self._synapse_gens)
                 seen = seen.reshape(k, z, *rows.shape[1:])
                 first = self._synapses_first.setdefault((l, v), seen)
