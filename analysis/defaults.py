@@ -9,6 +9,8 @@ N_PERMUTATIONS = 99          # label permutations of the null
 N_PERMUTATIONS_QUICK = 19    # with --quick (the smallest p is 1 / 20 = 0.05)
 TARGET_ACCURACY = 0.90       # what the protocol search aims for
 N_SPLITS = 10                # repeated grouped splits
+FOREST_SEEDS = 5             # forest refits per held-out test (--holdout, --test): its spread
+FOREST_SEEDS_QUICK = 3       # with --quick
 # Which features identification reads the measurable and model-internal observables as
 # (`--features`, `--time-axis`; `lrsim.analysis.features.TrajectoryFeatures`): "recorded" = the
 # values as recorded (reference "none"), "relative" = every channel relative to its value before

@@ -42,6 +42,8 @@ from lrsim.analysis.crossval import cross_validate, mode_params, short_warning_f
 from lrsim.analysis.defaults import (
     FEATURES,
     FEATURES_DEFAULT,
+    FOREST_SEEDS,
+    FOREST_SEEDS_QUICK,
     N_SPLITS,
     TARGET_ACCURACY,
     TIME_AXES,
@@ -61,6 +63,7 @@ from lrsim.analysis.features import (
 from lrsim.analysis.generalisation import (
     GENERALISATION_KEYS,
     check_classes,
+    forest_seed_accuracies,
     held_out_breakdown,
     holdout_mask,
     holdout_split,
@@ -359,6 +362,7 @@ class _Study:
             f"features: {describe_features(p.features, p.time_axis)}")
 
         headline = self.section(MEASURABLE, p.measurable, meas_samples, "cross-validation")
+        self.chosen = headline.best  # leads every held-out test: chosen before they are read
         # The sweep classifier: the random forest with the hyperparameters inner CV chose most
         # often on the headline (defaults where the forest was not run).
         sweep_params = (mode_params(headline.scores["forest"].best_params)
@@ -482,16 +486,21 @@ class _Study:
         names = self.classifiers if full else ["forest"]
         estimators = {c: (self.make(c, train) if full else (lambda: clone(self.sweep_est)))
                       for c in names}
+        chosen = self.chosen if full else "forest"
         values = self.sweep.factor_values(self.quick)
         values.pop("fraction")
         if not full:
             values = {}
+        seeds = (list(range(self.rs, self.rs + (FOREST_SEEDS_QUICK if self.quick
+                                                 else FOREST_SEEDS))) if full else [])
         extra = int(bool(p.control)) + int(bool(p.internal))
-        total = len(estimators) + sum(len(v) for v in values.values()) + extra
+        total = len(estimators) + sum(len(v) for v in values.values()) + len(seeds) + extra
         name = f"--test {value}" if kind == "test_store" else f"{key}={value}"
         what = "generalisation" if kind == "generalisation" else "held out"
         with self.progress.phase(f"{what} {name}", total, "fits") as tick:
             scores = score_held_out(train, test, classes, estimators, tick=tick)
+            spread = forest_seed_accuracies(self.sweep_est, train, test, classes, seeds,
+                                            tick=tick)
             breakdown = (held_out_breakdown(pair_at, self.sweep_est, classes, values, tick=tick)
                          if values else None)
             ctrl = every = None
@@ -503,7 +512,8 @@ class _Study:
                 every = score_held_out(*pair_at(observables=[*p.measurable, *p.internal]),
                                        classes, forest, tick=tick)["forest"]
         return HeldOut(kind, key, value, n_train, n_test, [str(c) for c in classes], unseen,
-                       scores, breakdown, ctrl, every)
+                       scores, breakdown, ctrl, every, chosen, spread,
+                       scores[chosen].confusion.confused_pairs())
 
     def holdout(self, samples: Samples, key: str, value: str, kind: str, full: bool
                 ) -> HeldOut:

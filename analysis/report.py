@@ -313,8 +313,8 @@ def figures(r: IdentifyResult) -> dict[str, str]:
            "observables": fig_observables(r), "importance": fig_importance(r)}
     for i, ho in enumerate(h.held_out):
         out[f"confusion_held_out_{i}"] = fig_confusion(
-            ho.scores[ho.best].confusion,
-            f"{CLASSIFIER_NAMES.get(ho.best, ho.best)}, measurable, held out {ho.name}")
+            ho.scores[ho.lead].confusion,
+            f"{CLASSIFIER_NAMES.get(ho.lead, ho.lead)}, measurable, held out {ho.name}")
     optional = {"trajectories": fig_trajectories(r.trajectories),
                 "frontier": fig_frontier(r), "matched": fig_matched(r),
                 "generalisation": fig_generalisation(r)}

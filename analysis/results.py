@@ -52,6 +52,15 @@ class Confusion:
                     out.append(ConfusedPair(self.classes[i], self.classes[j], rate))
         return sorted(out, key=lambda p: -p.rate)
 
+    def pair_rate(self, a: str, b: str) -> float:
+        """How often a's samples are called b and b's are called a (mean of the two
+        fractions); NaN where either class is not in `classes`."""
+        if a not in self.classes or b not in self.classes:
+            return math.nan
+        f = self.fractions()
+        i, j = self.classes.index(a), self.classes.index(b)
+        return float((f[i, j] + f[j, i]) / 2)
+
 
 @dataclass
 class ConfusedPair:
@@ -160,7 +169,14 @@ class HeldOut:
     """Train on some runs, test on others never seen: `--holdout KEY=VALUE`, a `--test` store
     (key "store", value its path), or an automatic hold-out of one value of a key that varies.
     `scores`: measurable observables, per classifier; `control`: the loss-curve classifier;
-    `everything`: measurable + model-internal (forest; labelled, never the headline)."""
+    `everything`: measurable + model-internal (forest; labelled, never the headline).
+    `chosen`: the classifier the within-store cross-validation ranked first, chosen before the
+    test runs were read: its held-out score leads (the best score on the test runs would be
+    chosen on them, and read high). `forest_seeds`: the random forest's per-network accuracy
+    on the test runs refitted with consecutive seeds (the classifier's own randomness moves a
+    held-out figure by several points when the test networks lie off the training
+    distribution). `confused_pairs`: the pairs of classes the chosen classifier confuses most
+    on the test runs."""
 
     kind: str
     key: str
@@ -173,10 +189,21 @@ class HeldOut:
     breakdown: Breakdown | None = None
     control: TestScore | None = None
     everything: TestScore | None = None
+    chosen: str = ""
+    forest_seeds: list[float] = field(default_factory=list)
+    confused_pairs: list[ConfusedPair] = field(default_factory=list)
 
     @property
     def best(self) -> str:
+        """The classifier that scored highest on the test runs (chosen on them: see
+        `lead`)."""
         return max(self.scores, key=lambda c: self.scores[c].accuracy)
+
+    @property
+    def lead(self) -> str:
+        """The classifier whose held-out score leads: `chosen` (by cross-validation on the
+        training runs); results written before it was recorded fall back to `best`."""
+        return self.chosen if self.chosen in self.scores else self.best
 
     @property
     def name(self) -> str:

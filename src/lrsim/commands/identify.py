@@ -25,7 +25,7 @@ from lrsim.errors import ConfigError, LrsimError
 from lrsim.outdir import check_claim
 
 if TYPE_CHECKING:
-    from lrsim.analysis.results import Breakdown, IdentifyResult
+    from lrsim.analysis.results import Breakdown, ConfusedPair, HeldOut, IdentifyResult
 
 
 EXAMPLES = """examples:
@@ -205,6 +205,26 @@ def _by(b: Breakdown) -> str:
     return f"  {b.classifier} by {' | '.join(parts)}"
 
 
+def _held_out_spread(ho: HeldOut) -> list[str]:
+    """The forest's spread over seeds and the pairs told apart worst on the test runs, each
+    pair with how often the loss-curve classifier confuses it (alike there too: the two
+    classes also learn alike)."""
+    lines = []
+    if ho.forest_seeds:
+        a = ho.forest_seeds
+        lines.append(f"  forest refitted with {len(a)} seeds: per network mean "
+                     f"{sum(a) / len(a):.3f} (min {min(a):.3f}, max {max(a):.3f})")
+    if ho.confused_pairs:
+        def ctrl(p: ConfusedPair) -> str:
+            if ho.control is None:
+                return ""
+            return f" (loss curves {ho.control.confusion.pair_rate(p.a, p.b):.2f})"
+        lines.append(f"  told apart worst on the test runs ({ho.lead}): " + ", ".join(
+            f"{p.a} / {p.b} {p.rate:.2f}{ctrl(p)}" for p in ho.confused_pairs[:3]) +
+            " (mean fraction called the other)")
+    return lines
+
+
 def summary_lines(r: IdentifyResult) -> list[str]:
     """The CLI summary: the headline (measurable only; held out when asked; per network), the
     control, the model-internal section, the protocol and its frontier."""
@@ -233,8 +253,11 @@ def summary_lines(r: IdentifyResult) -> list[str]:
         lines.append(f"HELD OUT {ho.name} ({ho.n_train_runs} training runs, {ho.n_test_runs} "
                      f"test runs), measurable only:")
         for clf, s in ho.scores.items():
+            mark = ("   <- leads (chosen by within-store cross-validation)"
+                    if clf == ho.lead and len(ho.scores) > 1 else "")
             lines.append(f"  {clf:<9} {_acc(s.accuracy, s.accuracy_se)}   per network "
-                         f"{s.run_accuracy:.3f}")
+                         f"{s.run_accuracy:.3f}{mark}")
+        lines += _held_out_spread(ho)
         if ho.breakdown is not None:
             lines.append(_by(ho.breakdown))
         if ho.control is not None:
