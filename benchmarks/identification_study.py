@@ -31,6 +31,10 @@ accuracy"; per-layer accuracy beside it):
   (`synaptic_similarity`) added; `--forests N` averages N forest seeds instead of 5 (the held-out
   figure moves by several points between groups of 5). `--root DIR` reads the stores from DIR
   instead of runs/.
+- `--only tasks-out`: each task of the training stores left out in turn (trained on the other
+  tasks, tested on its networks; `--forests` seeds of 200 trees, all classes and the anchor's
+  4, measurable and the control): how far the held-out figure of one test condition stands
+  for a task never seen in general.
 
 Everything runs single-threaded (BLAS and torch) at nice priority when started with `nice`.
 """
@@ -465,7 +469,8 @@ def main() -> int:
     p.add_argument("--quick", action="store_true", help="3 splits, 100 trees")
     p.add_argument("--only", nargs="*", default=None,
                    help="parts to run: headline sensitivity robustness factors importance "
-                        "anchor4 diversity cells standardised pooled heldout target synapses")
+                        "anchor4 diversity cells standardised pooled heldout target synapses "
+                        "tasks-out")
     p.add_argument("--root", default="runs",
                    help="folder holding the stores named runs/<store> above (default runs)")
     p.add_argument("--jobs", type=int, default=1, help="threads per forest (default 1)")
@@ -664,6 +669,26 @@ def main() -> int:
                 results["heldout"] = rows
                 print(table(rows, ["classes", "observables", "n_train_runs", "n_test_runs",
                                    "test_run_mean", "test_run_min", "test_run_max"]))
+            if "tasks-out" in parts:
+                # each training task left out in turn: the spread of "a task never seen"
+                rows = []
+                tasks = sorted(set(train["task"].values.astype(str)))
+                for classes_name, keep in class_views:
+                    tr_all = subset(train, label, keep)
+                    for task in tasks:
+                        held = tr_all["task"].values.astype(str) == task
+                        tr = tr_all.isel(run=np.flatnonzero(~held))
+                        te = tr_all.isel(run=np.flatnonzero(held))
+                        for name, obs in (("measurable", measurable), ("control", list(CONTROL))):
+                            say(f"tasks out / {classes_name} / {task} / {name}")
+                            r = pooled(tr, te, label, obs, reference="none", trees=200,
+                                       seeds=args.forests, **goal)
+                            rows.append({"classes": classes_name, "task": task,
+                                         "observables": name, **r})
+                results["tasks_out"] = rows
+                print(table(rows, ["classes", "task", "observables", "n_train_runs",
+                                   "n_test_runs", "test_run_mean", "test_run_min",
+                                   "test_run_max"]))
             if "standardised" in parts:
                 rows = []
                 stores = TRAIN_STORES.get(args.study, train_paths)
