@@ -101,14 +101,10 @@ def forest_seed_accuracies(est: Any, train: Samples, test: Samples, classes: np.
                            seeds: Sequence[int], tick: Tick | None = None) -> list[float]:
     """The per-network held-out accuracy of `est` (a random forest) refitted once per seed
     (`random_state`): how far the classifier's own randomness moves the held-out figure."""
-    out = []
-    for seed in seeds:
-        s, _ = fit_and_score(clone(est).set_params(random_state=int(seed)), train, test,
-                             classes, "forest")
-        out.append(s.run_accuracy)
-        if tick is not None:
-            tick(1)
-    return out
+    refits = {f"forest seed {seed}": (lambda seed=int(seed): clone(est).set_params(
+        random_state=seed)) for seed in seeds}
+    return [s.run_accuracy for s in score_held_out(train, test, classes, refits,
+                                                   tick=tick).values()]
 
 
 @quiet

@@ -43,13 +43,12 @@ class Confusion:
     def confused_pairs(self, threshold: float = 0.2) -> list[ConfusedPair]:
         """Pairs of classes told apart worst: the mean of the fraction of a's samples called b
         and of b's called a, where it is at least `threshold`, most confused first."""
-        f = self.fractions()
         out = []
-        for i in range(len(self.classes)):
-            for j in range(i + 1, len(self.classes)):
-                rate = float((f[i, j] + f[j, i]) / 2)
+        for i, a in enumerate(self.classes):
+            for b in self.classes[i + 1:]:
+                rate = self.pair_rate(a, b)
                 if rate >= threshold:
-                    out.append(ConfusedPair(self.classes[i], self.classes[j], rate))
+                    out.append(ConfusedPair(a, b, rate))
         return sorted(out, key=lambda p: -p.rate)
 
     def pair_rate(self, a: str, b: str) -> float:
