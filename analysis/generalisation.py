@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import xarray as xr
 from sklearn.base import clone
 
 from lrsim.analysis.crossval import Tick, fit_and_score, quiet
@@ -22,6 +23,23 @@ from lrsim.analysis.results import Breakdown, SweepPoint, TestScore
 from lrsim.errors import ConfigError
 
 GENERALISATION_KEYS = ("architecture", "task", "activation", "substrate")
+
+
+def seen_in_training(train: xr.Dataset, test: xr.Dataset,
+                     keys: Sequence[str] = GENERALISATION_KEYS) -> dict[str, list[str]]:
+    """Per key of the networks' condition (task, activation, architecture, substrate) that both
+    stores hold per run: the test runs' values that training runs have too. Empty lists
+    everywhere: a condition never trained on; a value listed: the test networks are new, that
+    part of their condition is not (e.g. a calibration store of the test condition trained
+    on)."""
+    def values(ds: xr.Dataset, k: str) -> set[str]:
+        return {str(v) for v in np.asarray(ds[k].values).ravel()}
+
+    def per_run(ds: xr.Dataset, k: str) -> bool:
+        return k in ds.coords and ds[k].dims == ("run",)
+
+    return {k: sorted(values(test, k) & values(train, k)) for k in keys
+            if per_run(train, k) and per_run(test, k)}
 
 
 def parse_holdout(spec: str) -> tuple[str, str]:

@@ -69,6 +69,7 @@ from lrsim.analysis.generalisation import (
     holdout_split,
     parse_holdout,
     score_held_out,
+    seen_in_training,
 )
 from lrsim.analysis.importance import importance
 from lrsim.analysis.labels import check_label_name, per_run_keys, with_label
@@ -534,8 +535,10 @@ class _Study:
             return self.sweep.samples(obs, **view), other.samples(obs, **view)
 
         train, test = pair_at()
-        return self._held_out("test_store", "store", name, pair_at, True, train.n_runs,
-                              test.n_runs, [])
+        ho = self._held_out("test_store", "store", name, pair_at, True, train.n_runs,
+                            test.n_runs, [])
+        ho.seen_in_training = seen_in_training(p.data, p.test_data)
+        return ho
 
     def generalisation(self, samples: Samples) -> list[HeldOut]:
         todo = [(k, v) for k in GENERALISATION_KEYS if k in samples.meta

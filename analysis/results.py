@@ -175,7 +175,9 @@ class HeldOut:
     on the test runs refitted with consecutive seeds (the classifier's own randomness moves a
     held-out figure by several points when the test networks lie off the training
     distribution). `confused_pairs`: the pairs of classes the chosen classifier confuses most
-    on the test runs."""
+    on the test runs. `seen_in_training` (a `--test` store): per condition key (task,
+    activation, architecture, substrate), the test runs' values the training runs have too
+    (empty lists: a condition never trained on)."""
 
     kind: str
     key: str
@@ -191,6 +193,13 @@ class HeldOut:
     chosen: str = ""
     forest_seeds: list[float] = field(default_factory=list)
     confused_pairs: list[ConfusedPair] = field(default_factory=list)
+    seen_in_training: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def condition_seen(self) -> str:
+        """'task x, architecture y' for the test runs' condition values also trained on; ''
+        where none is (or, for results written before, where it was not recorded)."""
+        return ", ".join(f"{k} {', '.join(v)}" for k, v in self.seen_in_training.items() if v)
 
     @property
     def best(self) -> str:

@@ -35,6 +35,10 @@ accuracy"; per-layer accuracy beside it):
   tasks, tested on its networks; `--forests` seeds of 200 trees, all classes and the anchor's
   4, measurable and the control): how far the held-out figure of one test condition stands
   for a task never seen in general.
+- `--only task-shots`: the same, with n = 0, 1, 2, 4, 8 networks per class of the task left
+  out moved into training (drawn at random; `--forests` draws, each with its own forest seed),
+  tested on the task's other networks, and those 8 per class alone as the training set: how
+  many simulations of a new task the classifier needs.
 
 Everything runs single-threaded (BLAS and torch) at nice priority when started with `nice`.
 """
@@ -81,7 +85,8 @@ CONTROL = ("loss", "test_accuracy")
 STUDIES = {"anchor": "rule_optimizer", "seven": "rule", "tasks": "rule_optimizer",
            "activations": "rule_optimizer", "factorial": "rule_optimizer",
            "seven-diverse": "rule", "tasks6": "rule_optimizer", "all": "rule_optimizer",
-           "tasks8": "rule_optimizer", "all8": "rule_optimizer"}
+           "tasks8": "rule_optimizer", "all8": "rule_optimizer",
+           "anchor-calibrated": "rule_optimizer", "all-calibrated": "rule_optimizer"}
 # the diversity arms: the anchor's training store plus experiments/anchor-tasks.toml (tasks),
 # plus experiments/anchor-activations.toml (activations); the factor each arm varies
 TRAIN_STORES = {"tasks": ("runs/anchor-train", "runs/anchor-tasks"),
@@ -98,6 +103,10 @@ TEST_STORES.update({"tasks6": "runs/anchor-test", "all": "runs/anchor-test"})
 TRAIN_STORES["tasks8"] = (*TRAIN_STORES["tasks6"], "runs/anchor-tasks3")
 TRAIN_STORES["all8"] = (*TRAIN_STORES["all"], "runs/anchor-tasks3")
 TEST_STORES.update({"tasks8": "runs/anchor-test", "all8": "runs/anchor-test"})
+# a few networks of the test condition added to training (experiments/anchor-calibration.toml)
+TRAIN_STORES["anchor-calibrated"] = ("runs/anchor-train", "runs/anchor-calibration")
+TRAIN_STORES["all-calibrated"] = (*TRAIN_STORES["all"], "runs/anchor-calibration")
+TEST_STORES.update({"anchor-calibrated": "runs/anchor-test", "all-calibrated": "runs/anchor-test"})
 # the seven rules' diversity arm: experiments/seven-rules-diverse.toml
 TRAIN_STORES["seven-diverse"] = ("runs/seven-train", "runs/seven-diverse")
 TEST_STORES["seven-diverse"] = "runs/seven-test"
@@ -409,6 +418,57 @@ def pooled(train: xr.Dataset, test: xr.Dataset, label: str, observables: list[st
             "test_confusion": _confusion(r), "test_classes": list(map(str, classes))}
 
 
+SHOTS = (0, 1, 2, 4, 8)  # networks per class of the task left out, moved into training
+
+
+def task_shots(s: Any, tasks: np.ndarray, *, trees: int, draws: int,
+               shots: tuple[int, ...] = SHOTS) -> list[dict[str, Any]]:
+    """Each task left out in turn, with n networks per class of it (n in `shots`, drawn at
+    random across its conditions) moved into training: the run accuracy on the task's other
+    networks (the same ones for every n: those outside the largest draw), and the largest draw
+    alone as the training set ("task alone"). `s`: the samples of every network, `tasks` the
+    task of each sample. `draws` draws of the networks, each with its own forest seed."""
+    classes = np.unique(s.y)
+    rows = []
+    for task in np.unique(tasks):
+        held = tasks == task
+        acc: dict[Any, list[float]] = {n: [] for n in (*shots, "task alone")}
+        n_eval = 0
+        for d in range(draws):
+            rng = np.random.default_rng(d)
+            order = {c: rng.permutation(np.unique(s.groups[held & (s.y == c)]))
+                     for c in classes}
+            panel = {n: np.concatenate([o[:n] for o in order.values()]) for n in shots}
+            in_largest = np.isin(s.groups, panel[max(shots)])
+            test = s.subset(held & ~in_largest)
+            n_eval = test.n_runs
+            for n in shots:
+                train = s.subset(~held | np.isin(s.groups, panel[n]))
+                r, _ = fit_and_score(forest(trees, seed=d), train, test, classes)
+                acc[n].append(_get(r, "run_accuracy"))
+            r, _ = fit_and_score(forest(trees, seed=d), s.subset(in_largest), test, classes)
+            acc["task alone"].append(_get(r, "run_accuracy"))
+        for n, a in acc.items():
+            rows.append({"task": str(task), "shots": n, "n_test_runs": n_eval,
+                         "test_run_mean": float(np.mean(a)), "test_run_min": float(np.min(a)),
+                         "test_run_max": float(np.max(a)), "test_runs": a})
+    return rows
+
+
+def shots_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean over tasks of `task_shots` rows, per class view, observables and shots."""
+    keys = sorted({(r["classes"], r["observables"], str(r["shots"])) for r in rows})
+    out = []
+    for classes, obs, shots in keys:
+        sel = [r for r in rows if (r["classes"], r["observables"], str(r["shots"]))
+               == (classes, obs, shots)]
+        vals = [r["test_run_mean"] for r in sel]
+        out.append({"classes": classes, "observables": obs, "shots": shots,
+                    "tasks": len(sel), "test_run_mean": float(np.mean(vals)),
+                    "task_min": float(np.min(vals)), "task_max": float(np.max(vals))})
+    return out
+
+
 def cells_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Held-out run accuracy pooled over the factorial cells with the same number of unseen
     factors (networks weighted equally), per training set, features, standardisation and
@@ -434,6 +494,14 @@ def diversity_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"features": f, "observables": o, "n_values": k, "fits": len(v),
              "test_run_mean": float(np.mean(v)), "test_run_min": float(np.min(v)),
              "test_run_max": float(np.max(v))} for (f, o, k), v in out.items()]
+
+
+def rows_and_summary(rows: list[dict[str, Any]], summary: list[dict[str, Any]],
+                     cols: list[str], summary_cols: list[str], **extra: Any) -> dict[str, Any]:
+    """Print the rows and their summary as tables; return both (and `extra`) for the JSON."""
+    print(table(rows, cols))
+    print(table(summary, summary_cols))
+    return {**extra, "rows": rows, "summary": summary}
 
 
 def table(rows: list[dict[str, Any]], cols: list[str]) -> str:
@@ -470,7 +538,7 @@ def main() -> int:
     p.add_argument("--only", nargs="*", default=None,
                    help="parts to run: headline sensitivity robustness factors importance "
                         "anchor4 diversity cells standardised pooled heldout target synapses "
-                        "tasks-out")
+                        "tasks-out task-shots")
     p.add_argument("--root", default="runs",
                    help="folder holding the stores named runs/<store> above (default runs)")
     p.add_argument("--jobs", type=int, default=1, help="threads per forest (default 1)")
@@ -689,6 +757,26 @@ def main() -> int:
                 print(table(rows, ["classes", "task", "observables", "n_train_runs",
                                    "n_test_runs", "test_run_mean", "test_run_min",
                                    "test_run_max"]))
+            if "task-shots" in parts:
+                # a task left out, with a few of its networks per class trained on: how many
+                # simulations of a new task the classifier needs
+                rows = []
+                for name, obs in (("measurable", measurable), ("control", list(CONTROL))):
+                    say(f"task shots / features of every network / {name}")
+                    feats = TrajectoryFeatures(obs, reference="none", time_points=None, **goal)
+                    s_all = make_samples(train, feats, label, meta_keys=("task",))
+                    for classes_name, keep in class_views:
+                        s = s_all if keep is None else s_all.subset(np.isin(s_all.y, keep))
+                        say(f"task shots / {classes_name} / {name}")
+                        for r in task_shots(s, s.meta["task"].astype(str), trees=200,
+                                            draws=args.forests):
+                            rows.append({"classes": classes_name, "observables": name, **r})
+                results["task_shots"] = rows_and_summary(
+                    rows, shots_summary(rows),
+                    ["classes", "task", "observables", "shots", "n_test_runs", "test_run_mean",
+                     "test_run_min", "test_run_max"],
+                    ["classes", "observables", "shots", "tasks", "test_run_mean", "task_min",
+                     "task_max"], shots=list(SHOTS))
             if "standardised" in parts:
                 rows = []
                 stores = TRAIN_STORES.get(args.study, train_paths)
@@ -718,13 +806,12 @@ def main() -> int:
                                            trees=trees, n_train=n_train, draws=draws,
                                            **goal):
                             rows.append({"features": ref, "observables": name, **r})
-                results["diversity"] = {"factor": factor, "rows": rows,
-                                        "summary": diversity_summary(rows)}
-                print(table(rows, ["features", "observables", "n_values", "values", "draw",
-                                   "n_train_runs", "test_run", "test_layer"]))
-                print(table(results["diversity"]["summary"],
-                            ["features", "observables", "n_values", "fits", "test_run_mean",
-                             "test_run_min", "test_run_max"]))
+                results["diversity"] = rows_and_summary(
+                    rows, diversity_summary(rows),
+                    ["features", "observables", "n_values", "values", "draw", "n_train_runs",
+                     "test_run", "test_layer"],
+                    ["features", "observables", "n_values", "fits", "test_run_mean",
+                     "test_run_min", "test_run_max"], factor=factor)
     finally:  # what was measured is kept, also when a later part fails
         results["compute"] = {"wall_s": round(time.time() - t0, 1),
                               "cpu_s": round(time.process_time() - c0, 1)}

@@ -1,0 +1,44 @@
+"""Every experiment file shipped in experiments/ reads, validates and expands into runs (what
+`lrsim run` / `lrsim scan` do before any training), and the anchor study's calibration store
+holds the test condition with networks the test store does not have."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lrsim.config import load, validate_registries
+from lrsim.scan.expand import expand
+
+EXPERIMENTS = sorted(Path(__file__).parents[1].joinpath("experiments").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=[p.stem for p in EXPERIMENTS])
+def test_shipped_experiment_expands(path: Path):
+    exp = validate_registries(load(path), str(path))
+    runs = expand(exp, str(path))
+    assert runs, f"{path.name} expands to no runs"
+    assert len({r.run_id for r in runs}) == len(runs)
+
+
+def _networks(name: str) -> list[dict]:
+    path = Path(__file__).parents[1] / "experiments" / f"{name}.toml"
+    return [{**r.config, "seed": r.seed, "lr": r.lr}
+            for r in expand(validate_registries(load(path), str(path)), str(path))]
+
+
+def test_calibration_store_is_the_test_condition_with_other_networks():
+    test, calib = _networks("anchor-test"), _networks("anchor-calibration")
+
+    def condition(r: dict) -> tuple:
+        return r["task"]["name"], r["model"]["activation"], tuple(r["model"]["hidden"])
+
+    assert {condition(r) for r in calib} == {condition(r) for r in test}
+    assert len(calib) == 24
+    classes = {(r["rule"]["name"], r["train"]["optimizer"]) for r in test}
+    per_class = {c: sum((r["rule"]["name"], r["train"]["optimizer"]) == c for r in calib)
+                 for c in classes}
+    assert set(per_class.values()) == {4}
+    assert not {r["seed"] for r in calib} & {r["seed"] for r in test}
+    assert not {r["lr"] for r in calib} & {r["lr"] for r in test}

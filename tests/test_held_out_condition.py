@@ -1,0 +1,66 @@
+"""A held-out test store says which part of its networks' condition the training runs share:
+the test runs' task / activation / architecture values that training runs have too, read here
+from the stores' own coordinates with Python sets, and how the CLI summary and the report put
+it (a calibration store of the test condition makes the condition seen, the networks still
+new)."""
+
+from __future__ import annotations
+
+import pytest
+
+from lrsim.analysis.features import synthetic_scan
+from lrsim.analysis.identify import identify
+from lrsim.analysis.report import render
+from lrsim.analysis.results import HeldOut, IdentifyResult
+from lrsim.commands.identify import summary_lines
+
+FAST = dict(quick=True, n_splits=4, n_permutations=3, classifiers=["forest"],
+            observables=["weights", "loss"])
+
+
+def _store(seed: int, prefix: str, task: str):
+    ds = synthetic_scan(6, planted="weights.abs_q75", effect=2.0, n_time=5, seed=seed,
+                        run_prefix=prefix, layers_per_arch=(2,))
+    return ds.assign_coords(task=("run", [task] * ds.sizes["run"]))
+
+
+@pytest.fixture(scope="module")
+def new_task():
+    """Training runs of task 'seen', test runs of task 'new'; both of one architecture."""
+    train, test = _store(3, "r", "seen"), _store(4, "s", "new")
+    return train, test, identify(train, test_ds=test, test_store="other", **FAST)
+
+
+def _values(ds, key: str) -> set[str]:
+    return {str(v) for v in ds[key].values}
+
+
+def test_seen_values_are_those_both_stores_have(new_task):
+    train, test, r = new_task
+    (ho,) = r.headline.held_out
+    want = {k: sorted(_values(train, k) & _values(test, k)) for k in ("architecture", "task")}
+    assert ho.seen_in_training == want
+    assert want == {"architecture": sorted(_values(test, "architecture")), "task": []}
+
+
+def test_summary_and_report_name_the_shared_part(new_task):
+    _, test, r = new_task
+    arch = ", ".join(sorted(_values(test, "architecture")))
+    text = "\n".join(summary_lines(r))
+    assert f"also in the training runs: architecture {arch}" in text
+    page = render(r)
+    assert f"their architecture {arch} also occur in the training runs" in page
+    back = IdentifyResult.from_dict(r.to_dict())  # results.json keeps it
+    assert back.headline.held_out[0].seen_in_training == r.headline.held_out[0].seen_in_training
+
+
+def test_a_condition_never_trained_on_is_said_so(new_task):
+    _, _, r = new_task
+    (ho,) = r.headline.held_out
+    ho.seen_in_training = {"architecture": [], "task": []}
+    assert ho.condition_seen == ""
+    text = "\n".join(summary_lines(r))
+    assert "condition never trained on: none of the test runs' architecture, task" in text
+    assert "none of their architecture, task occurs in the training runs" in render(r)
+    older = HeldOut("test_store", "store", "x", 10, 10, ["a", "b"], [], {})
+    assert older.condition_seen == "" and older.seen_in_training == {}  # written before
