@@ -39,6 +39,9 @@ accuracy"; per-layer accuracy beside it):
   out moved into training (drawn at random; `--forests` draws, each with its own forest seed),
   tested on the task's other networks, and those 8 per class alone as the training set: how
   many simulations of a new task the classifier needs.
+- `--only condition-shots`: each condition (task, activation, architecture) of the training
+  stores on its own, 1 or 2 networks per class of it as the whole training set, tested on its
+  other networks: how typical the calibration store's figure on the test condition is.
 
 Everything runs single-threaded (BLAS and torch) at nice priority when started with `nice`.
 """
@@ -455,8 +458,42 @@ def task_shots(s: Any, tasks: np.ndarray, *, trees: int, draws: int,
     return rows
 
 
-def shots_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean over tasks of `task_shots` rows, per class view, observables and shots."""
+CONDITION_SHOTS = (1, 2)  # networks per class of a condition, the only training set
+
+
+def condition_shots(s: Any, conditions: np.ndarray, *, trees: int, draws: int,
+                    shots: tuple[int, ...] = CONDITION_SHOTS) -> list[dict[str, Any]]:
+    """Each condition (task, activation, architecture) on its own: n networks per class of it
+    (n in `shots`, drawn at random) as the whole training set, tested on the condition's other
+    networks (those outside the largest draw). Conditions with fewer than max(shots) + 1
+    networks of some class are left out. `draws` draws, each with its own forest seed."""
+    classes = np.unique(s.y)
+    rows = []
+    for cond in np.unique(conditions):
+        here = conditions == cond
+        runs = {c: np.unique(s.groups[here & (s.y == c)]) for c in classes}
+        if min(len(r) for r in runs.values()) <= max(shots):
+            continue
+        acc: dict[int, list[float]] = {n: [] for n in shots}
+        for d in range(draws):
+            rng = np.random.default_rng(d)
+            order = {c: rng.permutation(r) for c, r in runs.items()}
+            panel = {n: np.concatenate([o[:n] for o in order.values()]) for n in shots}
+            test = s.subset(here & ~np.isin(s.groups, panel[max(shots)]))
+            for n in shots:
+                r, _ = fit_and_score(forest(trees, seed=d), s.subset(np.isin(s.groups, panel[n])),
+                                     test, classes)
+                acc[n].append(_get(r, "run_accuracy"))
+        for n, a in acc.items():
+            rows.append({"condition": str(cond), "shots": n, "n_test_runs": test.n_runs,
+                         "test_run_mean": float(np.mean(a)), "test_run_min": float(np.min(a)),
+                         "test_run_max": float(np.max(a)), "test_runs": a})
+    return rows
+
+
+def shots_summary(rows: list[dict[str, Any]], over: str = "task") -> list[dict[str, Any]]:
+    """Mean over `over` (tasks, conditions) of `task_shots` / `condition_shots` rows, per class
+    view, observables and shots."""
     keys = sorted({(r["classes"], r["observables"], str(r["shots"])) for r in rows})
     out = []
     for classes, obs, shots in keys:
@@ -464,8 +501,8 @@ def shots_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                == (classes, obs, shots)]
         vals = [r["test_run_mean"] for r in sel]
         out.append({"classes": classes, "observables": obs, "shots": shots,
-                    "tasks": len(sel), "test_run_mean": float(np.mean(vals)),
-                    "task_min": float(np.min(vals)), "task_max": float(np.max(vals))})
+                    f"{over}s": len(sel), "test_run_mean": float(np.mean(vals)),
+                    f"{over}_min": float(np.min(vals)), f"{over}_max": float(np.max(vals))})
     return out
 
 
@@ -538,7 +575,7 @@ def main() -> int:
     p.add_argument("--only", nargs="*", default=None,
                    help="parts to run: headline sensitivity robustness factors importance "
                         "anchor4 diversity cells standardised pooled heldout target synapses "
-                        "tasks-out task-shots")
+                        "tasks-out task-shots condition-shots")
     p.add_argument("--root", default="runs",
                    help="folder holding the stores named runs/<store> above (default runs)")
     p.add_argument("--jobs", type=int, default=1, help="threads per forest (default 1)")
@@ -777,6 +814,29 @@ def main() -> int:
                      "test_run_min", "test_run_max"],
                     ["classes", "observables", "shots", "tasks", "test_run_mean", "task_min",
                      "task_max"], shots=list(SHOTS))
+            if "condition-shots" in parts:
+                # each condition alone, a few of its networks per class as the training set:
+                # how typical the calibration store's figure on the test condition is
+                rows = []
+                for name, obs in (("measurable", measurable), ("control", list(CONTROL))):
+                    say(f"condition shots / features of every network / {name}")
+                    feats = TrajectoryFeatures(obs, reference="none", time_points=None, **goal)
+                    s_all = make_samples(train, feats, label, meta_keys=CONDITION)
+                    cond = np.array(["/".join(p) for p in zip(
+                        *(s_all.meta[k].astype(str) for k in CONDITION))])
+                    for classes_name, keep in class_views:
+                        m = np.ones(len(s_all.y), bool) if keep is None else np.isin(s_all.y,
+                                                                                      keep)
+                        say(f"condition shots / {classes_name} / {name}")
+                        for r in condition_shots(s_all.subset(m), cond[m], trees=200,
+                                                 draws=args.forests):
+                            rows.append({"classes": classes_name, "observables": name, **r})
+                results["condition_shots"] = rows_and_summary(
+                    rows, shots_summary(rows, over="condition"),
+                    ["classes", "condition", "observables", "shots", "n_test_runs",
+                     "test_run_mean"],
+                    ["classes", "observables", "shots", "conditions", "test_run_mean",
+                     "condition_min", "condition_max"], shots=list(CONDITION_SHOTS))
             if "standardised" in parts:
                 rows = []
                 stores = TRAIN_STORES.get(args.study, train_paths)
