@@ -196,10 +196,14 @@ class HeldOut:
     seen_in_training: dict[str, list[str]] = field(default_factory=dict)
 
     @property
-    def condition_seen(self) -> str:
-        """'task x, architecture y' for the test runs' condition values also trained on; ''
-        where none is (or, for results written before, where it was not recorded)."""
-        return ", ".join(f"{k} {', '.join(v)}" for k, v in self.seen_in_training.items() if v)
+    def condition(self) -> str:
+        """The test runs' condition against the training runs' (`seen_in_training`), e.g.
+        'new to training: task, activation, architecture; also trained on: substrate rate';
+        '' where it was not recorded (a --holdout, or results written before)."""
+        new = [k for k, v in self.seen_in_training.items() if not v]
+        seen = ", ".join(f"{k} {', '.join(v)}" for k, v in self.seen_in_training.items() if v)
+        return "; ".join(([f"new to training: {', '.join(new)}"] if new else [])
+                         + ([f"also trained on: {seen}"] if seen else []))
 
     @property
     def best(self) -> str:

@@ -46,10 +46,9 @@ def test_seen_values_are_those_both_stores_have(new_task):
 def test_summary_and_report_name_the_shared_part(new_task):
     _, test, r = new_task
     arch = ", ".join(sorted(_values(test, "architecture")))
-    text = "\n".join(summary_lines(r))
-    assert f"also in the training runs: architecture {arch}" in text
-    page = render(r)
-    assert f"their architecture {arch} also occur in the training runs" in page
+    want = f"new to training: task; also trained on: architecture {arch}"
+    assert f"the test runs' condition: {want}" in "\n".join(summary_lines(r))
+    assert f"their condition: {want};" in render(r)
     back = IdentifyResult.from_dict(r.to_dict())  # results.json keeps it
     assert back.headline.held_out[0].seen_in_training == r.headline.held_out[0].seen_in_training
 
@@ -58,9 +57,14 @@ def test_a_condition_never_trained_on_is_said_so(new_task):
     _, _, r = new_task
     (ho,) = r.headline.held_out
     ho.seen_in_training = {"architecture": [], "task": []}
-    assert ho.condition_seen == ""
-    text = "\n".join(summary_lines(r))
-    assert "condition never trained on: none of the test runs' architecture, task" in text
-    assert "none of their architecture, task occurs in the training runs" in render(r)
+    assert "the test runs' condition: new to training: architecture, task" in "\n".join(
+        summary_lines(r))
+    assert "their condition: new to training: architecture, task;" in render(r)
+    ho.seen_in_training = {"architecture": ["64"], "task": ["digits"]}
+    assert ho.condition == "also trained on: architecture 64, task digits"
     older = HeldOut("test_store", "store", "x", 10, 10, ["a", "b"], [], {})
-    assert older.condition_seen == "" and older.seen_in_training == {}  # written before
+    assert older.condition == "" and older.seen_in_training == {}  # written before
+    assert "their condition" not in render(IdentifyResult.from_dict(
+        {**r.to_dict(), "headline": {**r.to_dict()["headline"], "held_out": [
+            {k: v for k, v in r.to_dict()["headline"]["held_out"][0].items()
+             if k != "seen_in_training"}]}}))

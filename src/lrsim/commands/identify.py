@@ -252,12 +252,8 @@ def summary_lines(r: IdentifyResult) -> list[str]:
     for ho in h.held_out:
         lines.append(f"HELD OUT {ho.name} ({ho.n_train_runs} training runs, {ho.n_test_runs} "
                      f"test runs), measurable only:")
-        if ho.condition_seen:
-            lines.append(f"  also in the training runs: {ho.condition_seen} (the test networks "
-                         f"are new, this part of their condition is not)")
-        elif ho.seen_in_training:
-            lines.append(f"  condition never trained on: none of the test runs' "
-                         f"{', '.join(ho.seen_in_training)} occurs in the training runs")
+        if ho.condition:
+            lines.append(f"  the test runs' condition: {ho.condition}")
         for clf, s in ho.scores.items():
             mark = ("   <- leads (chosen by within-store cross-validation)"
                     if clf == ho.lead and len(ho.scores) > 1 else "")
