@@ -40,8 +40,9 @@ accuracy"; per-layer accuracy beside it):
   tested on the task's other networks, and those 8 per class alone as the training set: how
   many simulations of a new task the classifier needs.
 - `--only condition-shots`: each condition (task, activation, architecture) of the training
-  stores on its own, 1 or 2 networks per class of it as the whole training set, tested on its
-  other networks: how typical the calibration store's figure on the test condition is.
+  stores on its own, 1, 2, 4 or 8 networks per class of one seed as the whole training set,
+  tested on its networks of the other seed and other learning-rate draws: how typical the
+  calibration store's figure on the test condition is.
 
 Everything runs single-threaded (BLAS and torch) at nice priority when started with `nice`.
 """
@@ -458,33 +459,59 @@ def task_shots(s: Any, tasks: np.ndarray, *, trees: int, draws: int,
     return rows
 
 
-CONDITION_SHOTS = (1, 2)  # networks per class of a condition, the only training set
+CONDITION_SHOTS = (1, 2, 4, 8)  # networks per class of a condition, the only training set
 
 
 def condition_shots(s: Any, conditions: np.ndarray, *, trees: int, draws: int,
                     shots: tuple[int, ...] = CONDITION_SHOTS) -> list[dict[str, Any]]:
     """Each condition (task, activation, architecture) on its own: n networks per class of it
-    (n in `shots`, drawn at random) as the whole training set, tested on the condition's other
-    networks (those outside the largest draw). Conditions with fewer than max(shots) + 1
-    networks of some class are left out. `draws` draws, each with its own forest seed."""
+    as the whole training set, tested on the condition's other networks, with no test network
+    sharing a seed (initial weights, minibatch order) or a learning-rate draw with a training
+    network of its class: the training networks are those of one seed, taken draw by draw in
+    a random order; the test networks are those of the other seeds and of the draws the
+    largest training set did not touch. n runs over the `shots` every class has room for;
+    conditions of one seed are left out. `draws` random orders, each with its own forest
+    seed; `s.meta["lr"]` and `s.meta["seed"]` name the draws and seeds."""
     classes = np.unique(s.y)
+    lr, seed = s.meta["lr"].astype(str), s.meta["seed"].astype(str)
     rows = []
     for cond in np.unique(conditions):
         here = conditions == cond
-        runs = {c: np.unique(s.groups[here & (s.y == c)]) for c in classes}
-        if min(len(r) for r in runs.values()) <= max(shots):
+        seeds = np.unique(seed[here])
+        if len(seeds) < 2:
             continue
-        acc: dict[int, list[float]] = {n: [] for n in shots}
+        acc: dict[int, list[float]] = {}
         for d in range(draws):
             rng = np.random.default_rng(d)
-            order = {c: rng.permutation(r) for c, r in runs.items()}
-            panel = {n: np.concatenate([o[:n] for o in order.values()]) for n in shots}
-            test = s.subset(here & ~np.isin(s.groups, panel[max(shots)]))
-            for n in shots:
-                r, _ = fit_and_score(forest(trees, seed=d), s.subset(np.isin(s.groups, panel[n])),
+            first = seeds[rng.integers(len(seeds))]
+            # per class, the first seed's networks of each learning rate, in a random order
+            order = {c: [np.unique(s.groups[here & (s.y == c) & (seed == first) & (lr == v)])
+                         for v in rng.permutation(np.unique(lr[here & (s.y == c)]))]
+                     for c in classes}
+            room = min(sum(map(len, o[:-1])) for o in order.values())
+            fits = [n for n in shots if n <= room]
+            if not fits:
+                break
+            touched_lr = np.zeros(len(s.y), bool)
+            panel: dict[int, list[np.ndarray]] = {n: [] for n in fits}
+            for c, o in order.items():
+                flat = np.concatenate(o)
+                for n in fits:
+                    panel[n].append(flat[:n])
+                start = np.cumsum([0] + [len(g) for g in o[:-1]])
+                lrs = [lr[np.isin(s.groups, g)][:1] for g in o]
+                for g_lr, st in zip(lrs, start):
+                    if st < max(fits) and len(g_lr):
+                        touched_lr |= (s.y == c) & (lr == g_lr[0])
+            test = s.subset(here & (seed != first) & ~touched_lr)
+            for n in fits:
+                r, _ = fit_and_score(forest(trees, seed=d),
+                                     s.subset(np.isin(s.groups, np.concatenate(panel[n]))),
                                      test, classes)
-                acc[n].append(_get(r, "run_accuracy"))
+                acc.setdefault(n, []).append(_get(r, "run_accuracy"))
         for n, a in acc.items():
+            if len(a) < draws:
+                continue
             rows.append({"condition": str(cond), "shots": n, "n_test_runs": test.n_runs,
                          "test_run_mean": float(np.mean(a)), "test_run_min": float(np.min(a)),
                          "test_run_max": float(np.max(a)), "test_runs": a})
@@ -821,7 +848,7 @@ def main() -> int:
                 for name, obs in (("measurable", measurable), ("control", list(CONTROL))):
                     say(f"condition shots / features of every network / {name}")
                     feats = TrajectoryFeatures(obs, reference="none", time_points=None, **goal)
-                    s_all = make_samples(train, feats, label, meta_keys=CONDITION)
+                    s_all = make_samples(train, feats, label, meta_keys=(*CONDITION, "lr", "seed"))
                     cond = np.array(["/".join(p) for p in zip(
                         *(s_all.meta[k].astype(str) for k in CONDITION))])
                     for classes_name, keep in class_views:
