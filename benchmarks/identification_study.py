@@ -43,6 +43,9 @@ accuracy"; per-layer accuracy beside it):
   stores on its own, 1, 2, 4 or 8 networks per class of one seed as the whole training set,
   tested on its networks of the other seed and other learning-rate draws: how typical the
   calibration store's figure on the test condition is.
+- `--only siblings`: within-store cross-validation grouped by run against grouped by
+  (condition, seed): how much networks that share a test network's condition and seed (the
+  same initial weights and minibatches) lift the within-store figure.
 
 Everything runs single-threaded (BLAS and torch) at nice priority when started with `nice`.
 """
@@ -62,6 +65,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 from sklearn.ensemble import RandomForestClassifier  # noqa: E402
+from sklearn.model_selection import GroupShuffleSplit  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 import lrsim  # noqa: E402
@@ -518,6 +522,20 @@ def condition_shots(s: Any, conditions: np.ndarray, *, trees: int, draws: int,
     return rows
 
 
+def sibling_cv(s: Any, coarse: np.ndarray, *, trees: int, splits: int) -> dict[str, Any]:
+    """Within-store cross-validation with whole groups of `coarse` on one side of every split
+    (scikit-learn's `GroupShuffleSplit`, 25% of the groups in test; a group may hold several
+    classes), scored per network (`s.groups` stay the run ids)."""
+    classes = np.unique(s.y)
+    accs = []
+    for tr, te in GroupShuffleSplit(splits, test_size=0.25, random_state=0).split(
+            s.X, s.y, coarse):
+        r, _ = fit_and_score(forest(trees), s.subset(tr), s.subset(te), classes)
+        accs.append(_get(r, "run_accuracy"))
+    return {"cv_run": float(np.mean(accs)), "cv_run_min": float(np.min(accs)),
+            "cv_run_max": float(np.max(accs)), "cv_runs": accs}
+
+
 def shots_summary(rows: list[dict[str, Any]], over: str = "task") -> list[dict[str, Any]]:
     """Mean over `over` (tasks, conditions) of `task_shots` / `condition_shots` rows, per class
     view, observables and shots."""
@@ -602,7 +620,7 @@ def main() -> int:
     p.add_argument("--only", nargs="*", default=None,
                    help="parts to run: headline sensitivity robustness factors importance "
                         "anchor4 diversity cells standardised pooled heldout target synapses "
-                        "tasks-out task-shots condition-shots")
+                        "tasks-out task-shots condition-shots siblings")
     p.add_argument("--root", default="runs",
                    help="folder holding the stores named runs/<store> above (default runs)")
     p.add_argument("--jobs", type=int, default=1, help="threads per forest (default 1)")
@@ -864,6 +882,28 @@ def main() -> int:
                      "test_run_mean"],
                     ["classes", "observables", "shots", "conditions", "test_run_mean",
                      "condition_min", "condition_max"], shots=list(CONDITION_SHOTS))
+            if "siblings" in parts:
+                # grouped by run, networks of one condition and seed (the same initial weights
+                # and minibatches; rules and learning rates apart) fall on both sides of a
+                # split; grouped by (condition, seed) they do not. (Grouping by condition,
+                # seed and class instead would put a test network's other-class siblings in
+                # training and teach the forest to call that seed anything but its class.)
+                rows = []
+                for name, obs in (("measurable", measurable), ("control", list(CONTROL))):
+                    feats = TrajectoryFeatures(obs, reference="none", time_points=None, **goal)
+                    s_all = make_samples(train, feats, label, meta_keys=(*CONDITION, "seed"))
+                    for classes_name, keep in class_views:
+                        s = s_all if keep is None else s_all.subset(np.isin(s_all.y, keep))
+                        sib = np.array(["/".join(p) for p in zip(
+                            *(s.meta[k].astype(str) for k in (*CONDITION, "seed")))])
+                        for grouping, coarse in (("run", s.groups), ("condition, seed", sib)):
+                            say(f"siblings / {classes_name} / {name} / grouped by {grouping}")
+                            r = sibling_cv(s, coarse, trees=trees, splits=splits)
+                            rows.append({"classes": classes_name, "observables": name,
+                                         "grouped_by": grouping, **r})
+                results["siblings"] = rows
+                print(table(rows, ["classes", "observables", "grouped_by", "cv_run",
+                                   "cv_run_min", "cv_run_max"]))
             if "standardised" in parts:
                 rows = []
                 stores = TRAIN_STORES.get(args.study, train_paths)
