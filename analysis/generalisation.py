@@ -19,6 +19,7 @@ from sklearn.base import clone
 
 from lrsim.analysis.crossval import Tick, fit_and_score, quiet
 from lrsim.analysis.features import Samples
+from lrsim.analysis.labels import per_run_keys
 from lrsim.analysis.results import Breakdown, SweepPoint, TestScore
 from lrsim.errors import ConfigError
 
@@ -35,11 +36,8 @@ def seen_in_training(train: xr.Dataset, test: xr.Dataset,
     def values(ds: xr.Dataset, k: str) -> set[str]:
         return {str(v) for v in np.asarray(ds[k].values).ravel()}
 
-    def per_run(ds: xr.Dataset, k: str) -> bool:
-        return k in ds.coords and ds[k].dims == ("run",)
-
-    return {k: sorted(values(test, k) & values(train, k)) for k in keys
-            if per_run(train, k) and per_run(test, k)}
+    both = set(per_run_keys(train)) & set(per_run_keys(test))
+    return {k: sorted(values(test, k) & values(train, k)) for k in keys if k in both}
 
 
 def parse_holdout(spec: str) -> tuple[str, str]:

@@ -480,7 +480,8 @@ class _Study:
 
     def _held_out(self, kind: str, key: str, value: str,
                   pair_at: Callable[..., tuple[Samples, Samples]], full: bool,
-                  n_train: int, n_test: int, unseen: list[str]) -> HeldOut:
+                  n_train: int, n_test: int, unseen: list[str],
+                  seen: dict[str, list[str]] | None = None) -> HeldOut:
         p = self.p
         train, test = pair_at()
         classes = np.unique(np.concatenate([train.y, test.y]))
@@ -514,7 +515,7 @@ class _Study:
                                        classes, forest, tick=tick)["forest"]
         return HeldOut(kind, key, value, n_train, n_test, [str(c) for c in classes], unseen,
                        scores, breakdown, ctrl, every, chosen, spread,
-                       scores[chosen].confusion.confused_pairs())
+                       scores[chosen].confusion.confused_pairs(), seen or {})
 
     def holdout(self, samples: Samples, key: str, value: str, kind: str, full: bool
                 ) -> HeldOut:
@@ -535,10 +536,8 @@ class _Study:
             return self.sweep.samples(obs, **view), other.samples(obs, **view)
 
         train, test = pair_at()
-        ho = self._held_out("test_store", "store", name, pair_at, True, train.n_runs,
-                            test.n_runs, [])
-        ho.seen_in_training = seen_in_training(p.data, p.test_data)
-        return ho
+        return self._held_out("test_store", "store", name, pair_at, True, train.n_runs,
+                              test.n_runs, [], seen_in_training(p.data, p.test_data))
 
     def generalisation(self, samples: Samples) -> list[HeldOut]:
         todo = [(k, v) for k in GENERALISATION_KEYS if k in samples.meta

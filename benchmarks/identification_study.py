@@ -488,25 +488,24 @@ def condition_shots(s: Any, conditions: np.ndarray, *, trees: int, draws: int,
         for d in range(draws):
             rng = np.random.default_rng(d)
             first = seeds[rng.integers(len(seeds))]
-            # per class, the first seed's networks of each learning rate, in a random order
-            order = {c: [np.unique(s.groups[here & (s.y == c) & (seed == first) & (lr == v)])
+            # per class, (learning rate, the first seed's networks of it), in a random order
+            order = {c: [(v, np.unique(s.groups[here & (s.y == c) & (seed == first) & (lr == v)]))
                          for v in rng.permutation(np.unique(lr[here & (s.y == c)]))]
                      for c in classes}
-            room = min(sum(map(len, o[:-1])) for o in order.values())
+            room = min(sum(len(g) for _, g in o[:-1]) for o in order.values())
             fits = [n for n in shots if n <= room]
             if not fits:
                 break
             touched_lr = np.zeros(len(s.y), bool)
             panel: dict[int, list[np.ndarray]] = {n: [] for n in fits}
             for c, o in order.items():
-                flat = np.concatenate(o)
+                flat = np.concatenate([g for _, g in o])
                 for n in fits:
                     panel[n].append(flat[:n])
-                start = np.cumsum([0] + [len(g) for g in o[:-1]])
-                lrs = [lr[np.isin(s.groups, g)][:1] for g in o]
-                for g_lr, st in zip(lrs, start):
-                    if st < max(fits) and len(g_lr):
-                        touched_lr |= (s.y == c) & (lr == g_lr[0])
+                start = np.cumsum([0] + [len(g) for _, g in o[:-1]])
+                for (v, g), st in zip(o, start):
+                    if st < max(fits) and len(g):
+                        touched_lr |= (s.y == c) & (lr == v)
             test = s.subset(here & (seed != first) & ~touched_lr)
             for n in fits:
                 r, _ = fit_and_score(forest(trees, seed=d),
@@ -584,6 +583,27 @@ def rows_and_summary(rows: list[dict[str, Any]], summary: list[dict[str, Any]],
     print(table(rows, cols))
     print(table(summary, summary_cols))
     return {**extra, "rows": rows, "summary": summary}
+
+
+def joined(s: Any, keys: tuple[str, ...]) -> np.ndarray:
+    """Per sample, the values of the run metadata `keys` joined with '/' (e.g. a condition)."""
+    return np.array(["/".join(p) for p in zip(*(s.meta[k].astype(str) for k in keys))])
+
+
+def sample_views(train: xr.Dataset, label: str, measurable: list[str],
+                 class_views: tuple[tuple[str, Any], ...], meta_keys: tuple[str, ...],
+                 say: Any, part: str, **view: Any) -> Any:
+    """(observables name, classes name, samples) for the measurable observables and the
+    control, each read once from every network of `train` (recorded features) and restricted
+    to each class view."""
+    for name, obs in (("measurable", measurable), ("control", list(CONTROL))):
+        say(f"{part} / features of every network / {name}")
+        feats = TrajectoryFeatures(obs, reference="none", time_points=None, **view)
+        s_all = make_samples(train, feats, label, meta_keys=meta_keys)
+        for classes_name, keep in class_views:
+            say(f"{part} / {classes_name} / {name}")
+            yield name, classes_name, (s_all if keep is None
+                                       else s_all.subset(np.isin(s_all.y, keep)))
 
 
 def table(rows: list[dict[str, Any]], cols: list[str]) -> str:
@@ -843,16 +863,11 @@ def main() -> int:
                 # a task left out, with a few of its networks per class trained on: how many
                 # simulations of a new task the classifier needs
                 rows = []
-                for name, obs in (("measurable", measurable), ("control", list(CONTROL))):
-                    say(f"task shots / features of every network / {name}")
-                    feats = TrajectoryFeatures(obs, reference="none", time_points=None, **goal)
-                    s_all = make_samples(train, feats, label, meta_keys=("task",))
-                    for classes_name, keep in class_views:
-                        s = s_all if keep is None else s_all.subset(np.isin(s_all.y, keep))
-                        say(f"task shots / {classes_name} / {name}")
-                        for r in task_shots(s, s.meta["task"].astype(str), trees=200,
-                                            draws=args.forests):
-                            rows.append({"classes": classes_name, "observables": name, **r})
+                for name, classes_name, s in sample_views(train, label, measurable, class_views,
+                                                          ("task",), say, "task shots", **goal):
+                    for r in task_shots(s, s.meta["task"].astype(str), trees=200,
+                                        draws=args.forests):
+                        rows.append({"classes": classes_name, "observables": name, **r})
                 results["task_shots"] = rows_and_summary(
                     rows, shots_summary(rows),
                     ["classes", "task", "observables", "shots", "n_test_runs", "test_run_mean",
@@ -863,19 +878,12 @@ def main() -> int:
                 # each condition alone, a few of its networks per class as the training set:
                 # how typical the calibration store's figure on the test condition is
                 rows = []
-                for name, obs in (("measurable", measurable), ("control", list(CONTROL))):
-                    say(f"condition shots / features of every network / {name}")
-                    feats = TrajectoryFeatures(obs, reference="none", time_points=None, **goal)
-                    s_all = make_samples(train, feats, label, meta_keys=(*CONDITION, "lr", "seed"))
-                    cond = np.array(["/".join(p) for p in zip(
-                        *(s_all.meta[k].astype(str) for k in CONDITION))])
-                    for classes_name, keep in class_views:
-                        m = np.ones(len(s_all.y), bool) if keep is None else np.isin(s_all.y,
-                                                                                      keep)
-                        say(f"condition shots / {classes_name} / {name}")
-                        for r in condition_shots(s_all.subset(m), cond[m], trees=200,
-                                                 draws=args.forests):
-                            rows.append({"classes": classes_name, "observables": name, **r})
+                for name, classes_name, s in sample_views(train, label, measurable, class_views,
+                                                          (*CONDITION, "lr", "seed"), say,
+                                                          "condition shots", **goal):
+                    for r in condition_shots(s, joined(s, CONDITION), trees=200,
+                                             draws=args.forests):
+                        rows.append({"classes": classes_name, "observables": name, **r})
                 results["condition_shots"] = rows_and_summary(
                     rows, shots_summary(rows, over="condition"),
                     ["classes", "condition", "observables", "shots", "n_test_runs",
@@ -889,18 +897,14 @@ def main() -> int:
                 # seed and class instead would put a test network's other-class siblings in
                 # training and teach the forest to call that seed anything but its class.)
                 rows = []
-                for name, obs in (("measurable", measurable), ("control", list(CONTROL))):
-                    feats = TrajectoryFeatures(obs, reference="none", time_points=None, **goal)
-                    s_all = make_samples(train, feats, label, meta_keys=(*CONDITION, "seed"))
-                    for classes_name, keep in class_views:
-                        s = s_all if keep is None else s_all.subset(np.isin(s_all.y, keep))
-                        sib = np.array(["/".join(p) for p in zip(
-                            *(s.meta[k].astype(str) for k in (*CONDITION, "seed")))])
-                        for grouping, coarse in (("run", s.groups), ("condition, seed", sib)):
-                            say(f"siblings / {classes_name} / {name} / grouped by {grouping}")
-                            r = sibling_cv(s, coarse, trees=trees, splits=splits)
-                            rows.append({"classes": classes_name, "observables": name,
-                                         "grouped_by": grouping, **r})
+                for name, classes_name, s in sample_views(train, label, measurable, class_views,
+                                                          (*CONDITION, "seed"), say, "siblings",
+                                                          **goal):
+                    for grouping, coarse in (("run", s.groups),
+                                             ("condition, seed", joined(s, (*CONDITION, "seed")))):
+                        r = sibling_cv(s, coarse, trees=trees, splits=splits)
+                        rows.append({"classes": classes_name, "observables": name,
+                                     "grouped_by": grouping, **r})
                 results["siblings"] = rows
                 print(table(rows, ["classes", "observables", "grouped_by", "cv_run",
                                    "cv_run_min", "cv_run_max"]))
