@@ -252,14 +252,14 @@ def make_classifier(name: str, *, n_times: int | None = None, n_static: int = 0,
 
 def fit_grouped(est: BaseEstimator, X: np.ndarray, y: np.ndarray,
                 groups: np.ndarray) -> BaseEstimator:
-    """Fit `est`, passing `groups` to a `GridSearchCV` (inner CV grouped by run). Inner folds
-    shrink to the number of runs of the rarest class when there are few runs."""
+    """Fit `est`, passing `groups` to a `GridSearchCV` (inner CV grouped by run, or by the
+    coarser groups the outer splits keep together, which may hold several classes). Inner folds
+    shrink to the number of groups holding the rarest class when there are few."""
     if isinstance(est, GridSearchCV):
-        run_labels = {}
+        groups_of: dict[Any, set[Any]] = {}
         for g, label in zip(groups, y):
-            run_labels[g] = label
-        _, counts = np.unique(list(run_labels.values()), return_counts=True)
-        k = int(min(est.cv.n_splits, counts.min()))
+            groups_of.setdefault(label, set()).add(g)
+        k = int(min(est.cv.n_splits, min(len(g) for g in groups_of.values())))
         if k < 2:
             return est.estimator.fit(X, y)
         est.cv = StratifiedGroupKFold(n_splits=k, shuffle=True,

@@ -45,6 +45,7 @@ from lrsim.analysis.features import Samples, TrajectoryFeatures, make_samples
 from lrsim.analysis.null import null_test
 from lrsim.analysis.progress import Progress, silent
 from lrsim.analysis.results import MatchedControl
+from lrsim.analysis.siblings import blocks_for
 from lrsim.analysis.splits import RepeatedStratifiedGroupSplit
 
 CALIPERS = (float("inf"), 1.0, 0.7, 0.5, 0.35, 0.25, 0.18, 0.125, 0.09)
@@ -146,17 +147,24 @@ def matched_control(data: xr.Dataset, label: str, control_samples: Samples,
                     measurable_samples: Samples, est: Any, *, control_observables: Sequence[str],
                     n_splits: int, n_permutations: int,
                     random_state: int = 0, calipers: Sequence[float] = CALIPERS,
-                    min_sets: int = MIN_SETS, progress: Progress | None = None
-                    ) -> MatchedControl:
+                    min_sets: int = MIN_SETS, progress: Progress | None = None,
+                    blocks: dict[str, str] | None = None) -> MatchedControl:
     """Match runs by their curves, check balance and the loss-curve classifier with its null,
     and score the measurable observables on the matched runs (see the module docstring).
     `est`: the (untuned) classifier for the check and the measurable score. Where no caliper
-    passes both checks, the last one verified (else the best balanced) is reported as such."""
+    passes both checks, the last one verified (else the best balanced) is reported as such.
+    `blocks` (run id -> sibling group): the matched runs' splits keep sibling groups on one
+    side where the matched runs allow it (`lrsim.analysis.siblings.blocks_for`), else runs."""
     progress = progress or silent()
     runs, curves, y = run_curves(data, control_observables, label)
     z = standardise(curves)
     dist = curve_distances(curves)
-    splits = RepeatedStratifiedGroupSplit(n_splits, 0.25, random_state)
+
+    def splits_for(sets: list[list[int]]) -> RepeatedStratifiedGroupSplit:
+        rows = [i for s in sets for i in s]
+        mine = blocks_for(blocks, [str(runs[i]) for i in rows], [str(y[i]) for i in rows])
+        return RepeatedStratifiedGroupSplit(n_splits, 0.25, random_state, mine)
+
     n_perm = max(n_permutations, MIN_PERMUTATIONS)
     attempts: list[dict[str, Any]] = []
     candidates = []
@@ -173,8 +181,8 @@ def matched_control(data: xr.Dataset, label: str, control_samples: Samples,
         if math.isfinite(caliper) and row["max_smd"] > MAX_SMD:
             row["verdict"] = f"imbalanced (max SMD > {MAX_SMD:g})"
             continue
-        if _verify(row, sets, runs, control_samples, est, splits, n_perm, random_state,
-                   progress):
+        if _verify(row, sets, runs, control_samples, est, splits_for(sets), n_perm,
+                   random_state, progress):
             break
     verified = [(r, s) for r, s in candidates if "null" in r]
     if not candidates:
@@ -182,19 +190,22 @@ def matched_control(data: xr.Dataset, label: str, control_samples: Samples,
                               None, None, None, None, _public(attempts))
     if not verified:  # nothing balanced: check the best balanced match anyway, and say so
         row, sets = min(candidates, key=lambda c: c[0]["max_smd"])
-        _verify(row, sets, runs, control_samples, est, splits, n_perm, random_state, progress)
+        _verify(row, sets, runs, control_samples, est, splits_for(sets), n_perm,
+                random_state, progress)
         row["verdict"] += "; checked anyway"
         verified = [(row, sets)]
     row, sets = verified[-1]
     kept = [str(runs[i]) for i in sorted(i for s in sets for i in s)]
     meas = measurable_samples.subset(np.isin(measurable_samples.groups, kept))
+    splits = splits_for(sets)
     with progress.phase("matched control: measurable observables", 1 + n_perm,
                         "fits") as tick:
         m_score, m_null = null_test(meas, est, splits, n_perm, random_state=random_state,
                                     tick=tick)
     return MatchedControl(METHOD, float(row["caliper"]), list(row["classes"]),
                           list(row["dropped_classes"]), len(sets), kept, float(row["max_smd"]),
-                          MAX_SMD, row["score"], row["null"], m_score, m_null, _public(attempts))
+                          MAX_SMD, row["score"], row["null"], m_score, m_null, _public(attempts),
+                          "run" if splits.blocks is None else "siblings")
 
 
 def _verify(row: dict[str, Any], sets: list[list[int]], runs: np.ndarray,

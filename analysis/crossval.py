@@ -67,13 +67,16 @@ def class_proba(est: Any, X: np.ndarray, classes: np.ndarray) -> np.ndarray:
 
 
 def fit_and_score(est: Any, train: Samples, test: Samples, classes: np.ndarray,
-                  name: str = "") -> tuple[TestScore, Any]:
-    """Fit on `train` (inner CV grouped by run), score on `test`: (score, fitted estimator).
-    Confusion counts: rows = true class, columns = predicted, in `classes` order."""
+                  name: str = "", inner_groups: np.ndarray | None = None
+                  ) -> tuple[TestScore, Any]:
+    """Fit on `train` (inner CV grouped by run, or by `inner_groups`, one per training sample),
+    score on `test`: (score, fitted estimator). Confusion counts: rows = true class, columns =
+    predicted, in `classes` order."""
     overlap = set(train.groups) & set(test.groups)
     if overlap:
         raise AssertionError(f"run(s) in both train and test: {sorted(overlap)[:3]}")
-    est = fit_grouped(est, train.X, train.y, train.groups)
+    est = fit_grouped(est, train.X, train.y,
+                      train.groups if inner_groups is None else inner_groups)
     proba = class_proba(est, test.X, classes)
     pred = classes[np.argmax(proba, axis=1)]
     majority = Counter(train.y).most_common(1)[0][0]
@@ -95,7 +98,8 @@ def cross_validate(samples: Samples, classifier: str | Any, splitter: Any, *,
                    random_state: int = 0, name: str | None = None,
                    tick: Tick | None = None) -> CVScore:
     """Repeated grouped splits: mean and sem of sample-level and run-level accuracy, the
-    majority-class chance level, summed confusion counts, hyperparameters chosen per split.
+    majority-class chance level, summed confusion counts, hyperparameters chosen per split
+    (inner CV grouped as `splitter` groups: by sibling group or by run).
     `classifier`: a name (`make_classifier`, a fresh one per split) or an estimator (cloned)."""
     classes = np.unique(samples.y)
     label = name or (classifier if isinstance(classifier, str) else type(classifier).__name__)
@@ -108,7 +112,8 @@ def cross_validate(samples: Samples, classifier: str | Any, splitter: Any, *,
                                   n_jobs=n_jobs, random_state=random_state + i)
         else:
             est = clone(classifier)
-        r, _ = fit_and_score(est, samples.subset(tr), samples.subset(te), classes)
+        r, _ = fit_and_score(est, samples.subset(tr), samples.subset(te), classes,
+                             inner_groups=split_units(splitter, samples.groups[tr]))
         scores.append(r.accuracy)
         run_scores.append(r.run_accuracy)
         chance.append(r.chance_majority)
@@ -122,6 +127,13 @@ def cross_validate(samples: Samples, classifier: str | Any, splitter: Any, *,
                    accuracy_per_split=[float(s) for s in scores],
                    confusion=Confusion([str(c) for c in classes], conf.tolist()),
                    best_params=params)
+
+
+def split_units(splitter: Any, groups: np.ndarray) -> np.ndarray:
+    """What `splitter` keeps on one side, per sample (its `units`: sibling groups or runs);
+    the runs for a splitter without them (e.g. scikit-learn's)."""
+    units = getattr(splitter, "units", None)
+    return groups if units is None else units(groups)
 
 
 def mode_params(params: list[dict[str, Any]]) -> dict[str, Any]:

@@ -27,3 +27,11 @@ _AXIS_WORDS = {"step": "time on the step axis", "progress": "time on the learnin
 def describe_features(features: str, time_axis: str) -> str:
     """'relative to initial value, time on the step axis' (what the report and summary say)."""
     return f"{_FEATURE_WORDS[features]}, {_AXIS_WORDS[time_axis]}"
+# What the within-store splits keep on one side (`--split-by`; `lrsim.analysis.siblings`):
+# "siblings" = every network that shares a run's seed and condition (same initial weights and
+# minibatch order, whatever its rule, optimizer or learning rate), "run" = each network alone,
+# "auto" = siblings where the store allows it (a per-run seed, >= MIN_SIBLING_GROUPS groups,
+# every class in >= 2 of them), else runs.
+SPLIT_BY = ("auto", "siblings", "run")
+SPLIT_BY_DEFAULT = "auto"
+MIN_SIBLING_GROUPS = 4

@@ -100,13 +100,13 @@ def holdout_split(samples: Samples, key: str, value: str) -> np.ndarray:
 
 @quiet
 def score_held_out(train: Samples, test: Samples, classes: np.ndarray,
-                   estimators: dict[str, Callable[[], Any]], tick: Tick | None = None
-                   ) -> dict[str, TestScore]:
-    """Each estimator (name -> factory of an unfitted one) fitted on `train`, scored on
-    `test`."""
+                   estimators: dict[str, Callable[[], Any]], tick: Tick | None = None,
+                   inner_groups: np.ndarray | None = None) -> dict[str, TestScore]:
+    """Each estimator (name -> factory of an unfitted one) fitted on `train` (a tuned one's
+    inner CV grouped by run, or by `inner_groups`), scored on `test`."""
     out = {}
     for name, make in estimators.items():
-        out[name], _ = fit_and_score(make(), train, test, classes, name)
+        out[name], _ = fit_and_score(make(), train, test, classes, name, inner_groups)
         if tick is not None:
             tick(1)
     return out

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -45,6 +45,7 @@ from lrsim.analysis.defaults import (
     FOREST_SEEDS,
     FOREST_SEEDS_QUICK,
     N_SPLITS,
+    SPLIT_BY_DEFAULT,
     TARGET_ACCURACY,
     TIME_AXES,
     TIME_AXIS_DEFAULT,
@@ -92,6 +93,7 @@ from lrsim.analysis.results import (
     Section,
     Settings,
 )
+from lrsim.analysis.siblings import SplitUnits, split_units
 from lrsim.analysis.splits import TEST_SIZE, RepeatedStratifiedGroupSplit
 from lrsim.analysis.sweeps import SweepScorer, time_point_values
 from lrsim.analysis.trajectories import trajectory_panels
@@ -121,6 +123,7 @@ class Plan:
     test_data: xr.Dataset | None
     features: str = FEATURES_DEFAULT
     time_axis: str = TIME_AXIS_DEFAULT
+    split: SplitUnits = field(default_factory=lambda: SplitUnits("run", None, "grouped by run"))
 
     @property
     def reference(self) -> str:
@@ -183,7 +186,7 @@ def plan(ds: xr.Dataset, *, label: str = "rule", classifiers: Sequence[str] = CL
          holdout: str | None = None, test_ds: xr.Dataset | None = None, n_splits: int = N_SPLITS,
          n_permutations: int | None = None, target: float = TARGET_ACCURACY,
          observables: Sequence[str] | None = None, features: str = FEATURES_DEFAULT,
-         time_axis: str = TIME_AXIS_DEFAULT) -> Plan:
+         time_axis: str = TIME_AXIS_DEFAULT, split_by: str = SPLIT_BY_DEFAULT) -> Plan:
     """Check everything about the request that can be checked without fitting; ConfigError
     (one line: the problem and what is allowed) otherwise."""
     bad = [c for c in classifiers if c not in CLASSIFIERS]
@@ -207,6 +210,7 @@ def plan(ds: xr.Dataset, *, label: str = "rule", classifiers: Sequence[str] = CL
         raise ConfigError("the store has no usable runs (status 'ok')")
     data = with_label(data, label)
     classes = _check_label_values(data, label)
+    split = split_units(data, run_values(data, label).astype(str), split_by)
 
     left_out = unrecorded_observables(data) if observables is None else {}
     if observables is None:
@@ -272,7 +276,7 @@ def plan(ds: xr.Dataset, *, label: str = "rule", classifiers: Sequence[str] = CL
                                   "[observe] settings")
     return Plan(data, label, classes, list(observables), measurable, internal, control,
                 left_out, dict(statuses), int(ds.sizes["run"]), units, noise, held, test_data,
-                features, time_axis)
+                features, time_axis, split)
 
 
 def identify(ds: xr.Dataset, *, label: str = "rule", classifiers: Sequence[str] = CLASSIFIERS,
@@ -281,17 +285,21 @@ def identify(ds: xr.Dataset, *, label: str = "rule", classifiers: Sequence[str] 
              target: float = TARGET_ACCURACY, random_state: int = 0, n_jobs: int = 1,
              progress: Progress | None = None, store: str = "", test_store: str = "",
              observables: Sequence[str] | None = None, features: str = FEATURES_DEFAULT,
-             time_axis: str = TIME_AXIS_DEFAULT) -> IdentifyResult:
+             time_axis: str = TIME_AXIS_DEFAULT, split_by: str = SPLIT_BY_DEFAULT
+             ) -> IdentifyResult:
     """The whole identification study on a store Dataset (dim `run`); see the module
     docstring. `features`: "recorded" (the values as recorded) or "relative" (every channel
     relative to its value before learning); `time_axis`: "step" or "progress" (each network's
-    learning progress; needs `activity_change`). BLAS runs single-threaded inside (the problems
-    are small; threaded BLAS on a busy machine slows them down many times)."""
+    learning progress; needs `activity_change`). `split_by`: what the within-store splits keep
+    on one side, "siblings" (networks sharing a seed and condition), "run", or "auto" (siblings
+    where the store allows it; `lrsim.analysis.siblings`). BLAS runs single-threaded inside
+    (the problems are small; threaded BLAS on a busy machine slows them down many times)."""
     from threadpoolctl import threadpool_limits
 
     p = plan(ds, label=label, classifiers=classifiers, holdout=holdout, test_ds=test_ds,
              n_splits=n_splits, n_permutations=n_permutations, target=target,
-             observables=observables, features=features, time_axis=time_axis)
+             observables=observables, features=features, time_axis=time_axis,
+             split_by=split_by)
     with threadpool_limits(limits=1, user_api="blas"), short_warning_filters():
         return _Study(p, list(classifiers), quick=quick, n_splits=n_splits,
                       n_permutations=n_permutations, target=target, random_state=random_state,
@@ -314,12 +322,13 @@ class _Study:
         self.rs = random_state
         self.n_jobs = n_jobs
         self.progress = progress
-        self.splitter = RepeatedStratifiedGroupSplit(n_splits, TEST_SIZE, random_state)
+        blocks = p.split.blocks
+        self.splitter = RepeatedStratifiedGroupSplit(n_splits, TEST_SIZE, random_state, blocks)
         self.null_splits = RepeatedStratifiedGroupSplit(min(3, n_splits), TEST_SIZE,
-                                                        random_state)
+                                                        random_state, blocks)
         # sweeps, importance and the protocol search: fewer splits with --quick
         self.sweep_splits = RepeatedStratifiedGroupSplit(min(5, n_splits) if quick else n_splits,
-                                                         TEST_SIZE, random_state)
+                                                         TEST_SIZE, random_state, blocks)
         meta = [k for k in META_KEYS if k in p.data.coords]
         if p.holdout and p.holdout[0] not in meta:
             meta.append(p.holdout[0])
@@ -402,7 +411,8 @@ class _Study:
                                    p.units, p.noise)
         settings = Settings(self.n_splits, TEST_SIZE, self.quick, self.classifiers, self.rs,
                             self.n_perm, self.null_splits.n_repeats, self.sweep_splits.n_repeats,
-                            self.target, "forest", sweep_params)
+                            self.target, "forest", sweep_params, p.split.by,
+                            p.split.description)
         return IdentifyResult(
             store=store, test_store=test_store, label=p.label, classes=p.classes,
             n_runs=int(data.sizes["run"]), n_runs_total=p.n_runs_total,
@@ -467,7 +477,7 @@ class _Study:
                                   control_observables=p.control,
                                   n_splits=self.sweep_splits.n_repeats,
                                   n_permutations=self.n_perm, random_state=self.rs,
-                                  progress=self.progress)
+                                  progress=self.progress, blocks=p.split.blocks)
         return Control(list(p.control), section, matched)
 
     def _pair(self, key: str, value: str) -> Callable[..., tuple[Samples, Samples]]:
@@ -500,7 +510,8 @@ class _Study:
         name = f"--test {value}" if kind == "test_store" else f"{key}={value}"
         what = "generalisation" if kind == "generalisation" else "held out"
         with self.progress.phase(f"{what} {name}", total, "fits") as tick:
-            scores = score_held_out(train, test, classes, estimators, tick=tick)
+            scores = score_held_out(train, test, classes, estimators, tick=tick,
+                                    inner_groups=self.splitter.units(train.groups))
             spread = forest_seed_accuracies(self.sweep_est, train, test, classes, seeds,
                                             tick=tick)
             breakdown = (held_out_breakdown(pair_at, self.sweep_est, classes, values, tick=tick)

@@ -259,6 +259,8 @@ class MatchedControl:
     measurable: CVScore | None
     measurable_null: NullTest | None
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    # what the matched runs' splits keep on one side: "siblings" or "run" (older results: run)
+    split_by: str = "run"
 
     @property
     def at_chance(self) -> bool:
@@ -402,6 +404,10 @@ class Settings:
     target: float
     sweep_classifier: str
     sweep_params: dict[str, Any]
+    # what the within-store splits keep on one side (`lrsim.analysis.siblings.SplitUnits`);
+    # results.json written before this was a choice: grouped by run
+    split_by: str = "run"
+    split_description: str = "grouped by run"
 
 
 @dataclass

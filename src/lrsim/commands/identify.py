@@ -17,6 +17,8 @@ from lrsim.analysis.defaults import (
     N_PERMUTATIONS,
     N_PERMUTATIONS_QUICK,
     N_SPLITS,
+    SPLIT_BY,
+    SPLIT_BY_DEFAULT,
     TIME_AXES,
     TIME_AXIS_DEFAULT,
 )
@@ -73,6 +75,13 @@ def add(sub: argparse._SubParsersAction) -> None:
                         "network's learning progress (the fraction of the path its output "
                         "layer's activity travels; needs activity_change) "
                         f"(default {TIME_AXIS_DEFAULT})")
+    r.add_argument("--split-by", default=SPLIT_BY_DEFAULT, choices=list(SPLIT_BY),
+                   help="what the within-store splits keep on one side: siblings (every network "
+                        "sharing a test network's seed and condition: same initial weights and "
+                        "minibatches, whatever its rule or learning rate), run (each network "
+                        "alone), or auto: siblings where the store allows it (a per-run seed, "
+                        "4 or more sibling groups, every class in 2 or more), else run "
+                        f"(default {SPLIT_BY_DEFAULT})")
     r.add_argument("--quick", action="store_true",
                    help="smaller hyperparameter grids, fewer permutations and sweep points")
     r.add_argument("--splits", type=int, default=N_SPLITS,
@@ -131,8 +140,8 @@ def run_identify(store: str | Path | Sequence[str | Path], out: str | Path, *,
                  quick: bool = False, splits: int = N_SPLITS, permutations: int | None = None,
                  seed: int = 0, jobs: int = 1, progress: bool | None | Any = None,
                  observables: Sequence[str] | None = None, target: str | float = TARGET,
-                 features: str = FEATURES_DEFAULT, time_axis: str = TIME_AXIS_DEFAULT
-                 ) -> tuple[Path, IdentifyResult]:
+                 features: str = FEATURES_DEFAULT, time_axis: str = TIME_AXIS_DEFAULT,
+                 split_by: str = SPLIT_BY_DEFAULT) -> tuple[Path, IdentifyResult]:
     """Check the request, open the store(s), run `lrsim.analysis.identify.identify`, write the
     report; return (path of report.html, result). `store`: a folder of run files, or several
     read as one training store. `progress`: None (a bar in a terminal,
@@ -142,6 +151,7 @@ def run_identify(store: str | Path | Sequence[str | Path], out: str | Path, *,
     from lrsim.analysis.labels import check_label_name
     from lrsim.analysis.progress import Progress
     from lrsim.analysis.report import write_report
+    from lrsim.analysis.siblings import check_split_by
 
     check_label_name(label)
     target = parse_target(target)
@@ -152,6 +162,7 @@ def run_identify(store: str | Path | Sequence[str | Path], out: str | Path, *,
     if jobs < 1:
         raise ConfigError(f"--jobs must be >= 1 (got {jobs})")
     check_feature_names(features, time_axis)
+    check_split_by(split_by)
     stores = [store] if isinstance(store, str | Path) else list(store)
     if len({Path(s).resolve() for s in stores}) < len(stores):
         raise ConfigError(f"a training store is given twice ({', '.join(map(str, stores))}); "
@@ -170,7 +181,8 @@ def run_identify(store: str | Path | Sequence[str | Path], out: str | Path, *,
                           n_permutations=permutations, target=target, random_state=seed,
                           n_jobs=jobs, progress=prog, store=", ".join(map(str, stores)),
                           test_store="" if test is None else str(test),
-                          observables=observables, features=features, time_axis=time_axis)
+                          observables=observables, features=features, time_axis=time_axis,
+                          split_by=split_by)
     prog.say("writing the report")
     return write_report(result, out), result
 
@@ -182,7 +194,7 @@ def cmd_identify(args: argparse.Namespace) -> int:
                                 seed=args.seed, jobs=args.jobs, target=args.target,
                                 progress=False if args.quiet else None,
                                 observables=args.observables, features=args.features,
-                                time_axis=args.time_axis)
+                                time_axis=args.time_axis, split_by=args.split_by)
     print_summary(result)
     print(f"report: {page}")
     print(f"numbers: {page.parent / 'results.json'}")
@@ -239,6 +251,7 @@ def summary_lines(r: IdentifyResult) -> list[str]:
                  f"{h.section.scores[h.section.best].n_splits} grouped splits: per layer, "
                  f"per network")
     lines.append(f"  features: {r.features.description}")
+    lines.append(f"  splits: {r.settings.split_description}")
     for clf, s in h.section.scores.items():
         lines.append(f"  {clf:<9} {_acc(s.accuracy, s.accuracy_sem)}   per network "
                      f"{_acc(s.run_accuracy, s.run_accuracy_sem)}")
