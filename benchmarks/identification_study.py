@@ -46,6 +46,11 @@ accuracy"; per-layer accuracy beside it):
 - `--only siblings`: within-store cross-validation grouped by run against grouped by
   (condition, seed): how much networks that share a test network's condition and seed (the
   same initial weights and minibatches) lift the within-store figure.
+- `--only matched`: the performance-matched control of `lrsim identify`
+  (`lrsim.analysis.control.matched_control`) on the training stores, all classes and the
+  anchor's 4: runs matched across classes for their loss / accuracy curves until the
+  loss-curve forest is at chance, then the measurable observables scored on the same runs
+  (splits keep sibling groups whole where the matched runs allow it; 19 permutations).
 
 Everything runs single-threaded (BLAS and torch) at nice priority when started with `nice`.
 """
@@ -69,6 +74,7 @@ from sklearn.model_selection import GroupShuffleSplit  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 import lrsim  # noqa: E402
+from lrsim.analysis.control import matched_control  # noqa: E402
 from lrsim.analysis.evaluation import (  # noqa: E402
     RepeatedStratifiedGroupSplit,
     cross_validate,
@@ -80,6 +86,7 @@ from lrsim.analysis.features import (  # noqa: E402
     make_samples,
     usable_runs,
 )
+from lrsim.analysis.siblings import split_units  # noqa: E402
 
 MEASURED = ("weights", "activations", "activity_change")
 GEOMETRY = ("dimensionality", "rsa_initial", "rsa_previous", "rsa_layer", "coupling")
@@ -535,6 +542,29 @@ def sibling_cv(s: Any, coarse: np.ndarray, *, trees: int, splits: int) -> dict[s
             "cv_run_max": float(np.max(accs)), "cv_runs": accs}
 
 
+def matched(ds: xr.Dataset, label: str, measurable: list[str], *, trees: int, splits: int,
+            units: int, noise: float) -> dict[str, Any]:
+    """`lrsim identify`'s performance-matched control on `ds` (its sibling groups whole where
+    the matched runs allow it): the matched classes and runs, the loss-curve forest on them
+    with its null (at chance when matched), the measurable observables on the same runs with
+    theirs, per (network, layer)."""
+    ctrl = make_samples(ds, TrajectoryFeatures(list(CONTROL), depth=True), label)
+    meas = make_samples(ds, TrajectoryFeatures(measurable, units=units, noise=noise,
+                                               reference="none"), label)
+    blocks = split_units(ds, ds[label].values.astype(str), "auto").blocks
+    m = matched_control(ds, label, ctrl, meas, forest(trees), control_observables=list(CONTROL),
+                        n_splits=splits, n_permutations=19, blocks=blocks)
+    if m.loss_curve is None:
+        return {"matched_classes": [], "n_sets": 0, "attempts": m.attempts}
+    return {"matched_classes": m.classes, "dropped_classes": m.dropped_classes,
+            "n_sets": m.n_sets, "caliper": m.caliper, "max_smd": m.max_smd,
+            "loss_curve": m.loss_curve.accuracy, "loss_curve_run": m.loss_curve.run_accuracy,
+            "loss_curve_p": m.loss_curve_null.p_value, "measurable": m.measurable.accuracy,
+            "measurable_run": m.measurable.run_accuracy,
+            "measurable_p": m.measurable_null.p_value, "chance": m.chance,
+            "matched": m.matched, "split_by": m.split_by, "attempts": m.attempts}
+
+
 def shots_summary(rows: list[dict[str, Any]], over: str = "task") -> list[dict[str, Any]]:
     """Mean over `over` (tasks, conditions) of `task_shots` / `condition_shots` rows, per class
     view, observables and shots."""
@@ -640,7 +670,7 @@ def main() -> int:
     p.add_argument("--only", nargs="*", default=None,
                    help="parts to run: headline sensitivity robustness factors importance "
                         "anchor4 diversity cells standardised pooled heldout target synapses "
-                        "tasks-out task-shots condition-shots siblings")
+                        "tasks-out task-shots condition-shots siblings matched")
     p.add_argument("--root", default="runs",
                    help="folder holding the stores named runs/<store> above (default runs)")
     p.add_argument("--jobs", type=int, default=1, help="threads per forest (default 1)")
@@ -908,6 +938,17 @@ def main() -> int:
                 results["siblings"] = rows
                 print(table(rows, ["classes", "observables", "grouped_by", "cv_run",
                                    "cv_run_min", "cv_run_max"]))
+            if "matched" in parts:
+                rows = []
+                for classes_name, keep in class_views:
+                    say(f"matched control / {classes_name}")
+                    rows.append({"classes": classes_name,
+                                 **matched(subset(train, label, keep), label, measurable,
+                                           trees=trees, splits=splits, **goal)})
+                results["matched"] = rows
+                print(table(rows, ["classes", "matched_classes", "n_sets", "caliper", "max_smd",
+                                   "loss_curve", "loss_curve_p", "measurable",
+                                   "measurable_p", "chance", "split_by"]))
             if "standardised" in parts:
                 rows = []
                 stores = TRAIN_STORES.get(args.study, train_paths)
