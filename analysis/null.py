@@ -1,6 +1,8 @@
 """The label-permutation null (Ojala & Garriga 2010, JMLR): is a classifier better than
 chance? The whole cross-validation is rerun with the runs' labels permuted (a run keeps one
-label), and p = (1 + #{null >= observed}) / (1 + n_permutations)."""
+label), and p = (1 + #{null >= observed}) / (1 + n_permutations). The splits are the observed
+score's own (by run, or keeping sibling groups whole); the labels are permuted across all runs,
+which under the null (labels unrelated to the recordings) are exchangeable."""
 
 from __future__ import annotations
 
