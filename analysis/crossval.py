@@ -113,7 +113,7 @@ def cross_validate(samples: Samples, classifier: str | Any, splitter: Any, *,
         else:
             est = clone(classifier)
         r, _ = fit_and_score(est, samples.subset(tr), samples.subset(te), classes,
-                             inner_groups=split_units(splitter, samples.groups[tr]))
+                             inner_groups=splitter_units(splitter, samples.groups[tr]))
         scores.append(r.accuracy)
         run_scores.append(r.run_accuracy)
         chance.append(r.chance_majority)
@@ -129,7 +129,7 @@ def cross_validate(samples: Samples, classifier: str | Any, splitter: Any, *,
                    best_params=params)
 
 
-def split_units(splitter: Any, groups: np.ndarray) -> np.ndarray:
+def splitter_units(splitter: Any, groups: np.ndarray) -> np.ndarray:
     """What `splitter` keeps on one side, per sample (its `units`: sibling groups or runs);
     the runs for a splitter without them (e.g. scikit-learn's)."""
     units = getattr(splitter, "units", None)
