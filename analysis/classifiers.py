@@ -28,6 +28,7 @@ from sklearn.svm import LinearSVC
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from lrsim.analysis.splits import groups_per_label
 from lrsim.errors import ConfigError
 
 CLASSIFIERS = ("linear", "forest", "temporal")
@@ -256,10 +257,8 @@ def fit_grouped(est: BaseEstimator, X: np.ndarray, y: np.ndarray,
     coarser groups the outer splits keep together, which may hold several classes). Inner folds
     shrink to the number of groups holding the rarest class when there are few."""
     if isinstance(est, GridSearchCV):
-        groups_of: dict[Any, set[Any]] = {}
-        for g, label in zip(groups, y):
-            groups_of.setdefault(label, set()).add(g)
-        k = int(min(est.cv.n_splits, min(len(g) for g in groups_of.values())))
+        k = int(min(est.cv.n_splits,
+                    min(len(g) for g in groups_per_label(groups, y).values())))
         if k < 2:
             return est.estimator.fit(X, y)
         est.cv = StratifiedGroupKFold(n_splits=k, shuffle=True,

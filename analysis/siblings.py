@@ -26,6 +26,7 @@ import xarray as xr
 from lrsim.analysis.defaults import MIN_SIBLING_GROUPS, SPLIT_BY
 from lrsim.analysis.generalisation import GENERALISATION_KEYS
 from lrsim.analysis.labels import per_run_keys
+from lrsim.analysis.splits import groups_per_label
 from lrsim.errors import ConfigError
 
 SIBLING_KEYS = ("seed", *GENERALISATION_KEYS)
@@ -42,10 +43,16 @@ class SplitUnits:
     description: str
 
 
-def sibling_groups(ds: xr.Dataset, keys: Sequence[str] = SIBLING_KEYS) -> dict[str, str]:
-    """{run id: its sibling group}, the group named by the per-run `keys` the store holds, e.g.
+def sibling_keys(ds: xr.Dataset) -> list[str]:
+    """The `SIBLING_KEYS` the store holds per run (what names a sibling group)."""
+    held = per_run_keys(ds)
+    return [k for k in SIBLING_KEYS if k in held]
+
+
+def sibling_groups(ds: xr.Dataset) -> dict[str, str]:
+    """{run id: its sibling group}, the group named by the `sibling_keys` of the store, e.g.
     "seed=3, architecture=128-128, task=digits"."""
-    held = [k for k in keys if k in per_run_keys(ds)]
+    held = sibling_keys(ds)
     values = {k: np.asarray(ds[k].values).astype(str) for k in held}
     runs = np.asarray(ds["run"].values).astype(str)
     return {r: ", ".join(f"{k}={values[k][i]}" for k in held) for i, r in enumerate(runs)}
@@ -69,18 +76,17 @@ def split_units(ds: xr.Dataset, labels: Sequence[str], split_by: str) -> SplitUn
     else:
         blocks = sibling_groups(ds)
         problem = sibling_problem(list(blocks.values()), labels)
+    has_siblings = blocks is not None and len(set(blocks.values())) < len(blocks)
     if blocks is not None and problem is None:
-        n_groups = len(set(blocks.values()))
-        if split_by == "siblings" or n_groups < len(blocks):
-            keys = [k for k in SIBLING_KEYS if k in per_run_keys(ds)]
+        if split_by == "siblings" or has_siblings:
             return SplitUnits("siblings", blocks,
-                              f"grouped by sibling networks: the {n_groups} groups of runs "
-                              f"that share {', '.join(keys)} (same initial weights and "
-                              f"minibatches) fall on one side")
+                              f"grouped by sibling networks: the {len(set(blocks.values()))} "
+                              f"groups of runs that share {', '.join(sibling_keys(ds))} (same "
+                              f"initial weights and minibatches) fall on one side")
         problem = "every run has its own seed and condition (no siblings)"
     if split_by == "siblings":
         raise ConfigError(f"--split-by siblings: {problem}; use --split-by run")
-    if blocks is not None and len(set(blocks.values())) < len(blocks):
+    if has_siblings:
         problem += ("; a test network's siblings (same seed and condition) can be in "
                     "training, which flatters the score")
     return SplitUnits("run", None, f"grouped by run ({problem})")
@@ -92,10 +98,7 @@ def sibling_problem(groups: Sequence[str], labels: Sequence[str]) -> str | None:
     n_groups = len(set(groups))
     if n_groups < MIN_SIBLING_GROUPS:
         return f"only {n_groups} sibling group(s), fewer than {MIN_SIBLING_GROUPS}"
-    groups_of: dict[str, set[str]] = {}
-    for group, label in zip(groups, labels):
-        groups_of.setdefault(str(label), set()).add(group)
-    lone = sorted(c for c, g in groups_of.items() if len(g) < 2)
+    lone = sorted(str(c) for c, g in groups_per_label(groups, labels).items() if len(g) < 2)
     if lone:
         return (f"class(es) {', '.join(lone)} in a single sibling group (they could never be "
                 f"both trained on and tested)")

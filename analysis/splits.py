@@ -32,6 +32,14 @@ def run_labels(y: np.ndarray, groups: np.ndarray) -> dict[Any, Any]:
     return label_of
 
 
+def groups_per_label(groups: Sequence[Any], labels: Sequence[Any]) -> dict[Any, set[Any]]:
+    """{label: the groups holding a sample of it} (a group may hold several labels)."""
+    out: dict[Any, set[Any]] = {}
+    for g, label in zip(groups, labels):
+        out.setdefault(label, set()).add(g)
+    return out
+
+
 class RepeatedStratifiedGroupSplit:
     """`n_repeats` random train/test splits of whole groups (runs), stratified by label: in
     each repeat, for every label, round(test_size * n) of its n runs (at least 1, at most n-1)
