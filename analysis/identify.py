@@ -96,6 +96,8 @@ from lrsim.analysis.results import (
 from lrsim.analysis.siblings import SplitUnits, split_units
 from lrsim.analysis.splits import TEST_SIZE, RepeatedStratifiedGroupSplit
 from lrsim.analysis.sweeps import SweepScorer, time_point_values
+from lrsim.analysis.training_size import FACTOR as TRAINING_NETWORKS
+from lrsim.analysis.training_size import HELD_OUT_DRAWS, HELD_OUT_DRAWS_QUICK, held_out_curve
 from lrsim.analysis.trajectories import trajectory_panels
 from lrsim.errors import ConfigError
 
@@ -388,7 +390,8 @@ class _Study:
             _, null = null_test(meas_samples, self.sweep_est, self.null_splits, self.n_perm,
                                 random_state=self.rs, tick=tick)
         values = self.sweep.factor_values(self.quick)
-        with self.progress.phase("breakdown by units / noise / time points / fraction",
+        with self.progress.phase("breakdown by units / noise / time points / fraction / "
+                                 "training networks",
                                  sum(len(v) for v in values.values()), "points") as tick:
             breakdown = self.sweep.breakdown(p.measurable, values, tick=tick)
 
@@ -412,7 +415,8 @@ class _Study:
         settings = Settings(self.n_splits, TEST_SIZE, self.quick, self.classifiers, self.rs,
                             self.n_perm, self.null_splits.n_repeats, self.sweep_splits.n_repeats,
                             self.target, "forest", sweep_params, p.split.by,
-                            p.split.description)
+                            p.split.description,
+                            HELD_OUT_DRAWS_QUICK if self.quick else HELD_OUT_DRAWS)
         return IdentifyResult(
             store=store, test_store=test_store, label=p.label, classes=p.classes,
             n_runs=int(data.sizes["run"]), n_runs_total=p.n_runs_total,
@@ -501,12 +505,15 @@ class _Study:
         chosen = self.chosen if full else "forest"
         values = self.sweep.factor_values(self.quick)
         values.pop("fraction")
+        network_fractions = values.pop(TRAINING_NETWORKS)
         if not full:
-            values = {}
+            values, network_fractions = {}, []
+        draws = HELD_OUT_DRAWS_QUICK if self.quick else HELD_OUT_DRAWS
         seeds = (list(range(self.rs, self.rs + (FOREST_SEEDS_QUICK if self.quick
                                                  else FOREST_SEEDS))) if full else [])
         extra = int(bool(p.control)) + int(bool(p.internal))
-        total = len(estimators) + sum(len(v) for v in values.values()) + len(seeds) + extra
+        total = (len(estimators) + sum(len(v) for v in values.values()) + len(seeds) + extra
+                 + len(network_fractions))
         name = f"--test {value}" if kind == "test_store" else f"{key}={value}"
         what = "generalisation" if kind == "generalisation" else "held out"
         with self.progress.phase(f"{what} {name}", total, "fits") as tick:
@@ -516,6 +523,10 @@ class _Study:
                                             tick=tick)
             breakdown = (held_out_breakdown(pair_at, self.sweep_est, classes, values, tick=tick)
                          if values else None)
+            if breakdown is not None and network_fractions:
+                breakdown.training_networks = held_out_curve(
+                    self.sweep_est, train, test, classes, network_fractions, draws=draws,
+                    random_state=self.rs, tick=tick)
             ctrl = every = None
             forest = {"forest": lambda: clone(self.sweep_est)}
             if p.control:

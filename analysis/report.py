@@ -38,7 +38,8 @@ CLASSIFIER_NAMES = {"linear": "linear (logistic)", "forest": "random forest",
 KIND_COLOURS = {MEASURABLE: "#3465a4", MODEL_INTERNAL: "#75507b", CONTROL: "#c4a000",
                 EVERYTHING: "#888a85"}
 FACTOR_LABELS = {"units": "units recorded per layer (0 = all)", "noise": "relative noise",
-                 "time_points": "time points", "fraction": "fraction of trajectory seen"}
+                 "time_points": "time points", "fraction": "fraction of trajectory seen",
+                 "training_networks": "fraction of training networks"}
 
 
 def _png(fig: Figure) -> str:
@@ -129,11 +130,15 @@ def fig_breakdowns(r: IdentifyResult) -> str:
             if not rows:
                 continue
             xs = [p.value for p in rows]
-            pos = np.arange(len(xs)) if key == "units" else np.asarray(xs, float)
+            pos = (np.arange(len(xs)) if key == "units" else
+                   np.log2(np.asarray(xs, float)) if key == "training_networks" else
+                   np.asarray(xs, float))
             ax.errorbar(pos, [p.accuracy for p in rows], yerr=[p.accuracy_sem for p in rows],
                         marker="o", capsize=3, color=colour, label=name)
             if key == "units":
                 ax.set_xticks(pos, ["all" if v == 0 else str(v) for v in xs])
+            if key == "training_networks":
+                ax.set_xticks(pos, [f"{v:g}" for v in xs])
         ax.axhline(r.chance, color="k", ls="--", lw=1)
         ax.axhline(r.protocol.target, color="#cc0000", ls=":", lw=1)
         ax.set_xlabel(FACTOR_LABELS[key], fontsize=8)

@@ -102,31 +102,46 @@ class TestScore:
 
 @dataclass
 class SweepPoint:
-    """Accuracy with one recording factor set to `value` (units and time points are ints),
-    the others at the full view."""
+    """Accuracy with one factor set to `value` (units and time points are ints), the others at
+    the full view; `n_train_runs`: the networks trained on (mean over splits or draws), where
+    the factor is the fraction of training networks kept."""
 
     value: int | float
     accuracy: float
     accuracy_sem: float
     run_accuracy: float
+    n_train_runs: float | None = None
 
 
 @dataclass
 class Breakdown:
     """Accuracy against the recording protocol, one factor varied at a time: units recorded per
-    layer (0 = all), relative measurement noise, time points, fraction of the trajectory seen
-    (empty where not computed)."""
+    layer (0 = all), relative measurement noise, time points, fraction of the trajectory seen;
+    and against the fraction of the training networks kept per class and condition
+    (`lrsim.analysis.training_size`). Empty where not computed."""
 
     classifier: str
     units: list[SweepPoint] = field(default_factory=list)
     noise: list[SweepPoint] = field(default_factory=list)
     time_points: list[SweepPoint] = field(default_factory=list)
     fraction: list[SweepPoint] = field(default_factory=list)
+    training_networks: list[SweepPoint] = field(default_factory=list)
 
     def factors(self) -> dict[str, list[SweepPoint]]:
         return {k: v for k, v in (("units", self.units), ("noise", self.noise),
                                   ("time_points", self.time_points),
-                                  ("fraction", self.fraction)) if v}
+                                  ("fraction", self.fraction),
+                                  ("training_networks", self.training_networks)) if v}
+
+    def halving_cost(self) -> tuple[float, float] | None:
+        """(per-layer accuracy with all training networks minus with half of them, its s.e.
+        from the two points' s.e.m.), None where the curve lacks either point: what the last
+        doubling of the networks bought."""
+        by = {p.value: p for p in self.training_networks}
+        if 1.0 not in by or 0.5 not in by:
+            return None
+        full, half = by[1.0], by[0.5]
+        return full.accuracy - half.accuracy, math.hypot(full.accuracy_sem, half.accuracy_sem)
 
 
 @dataclass
@@ -234,6 +249,19 @@ class Headline:
     breakdown: Breakdown
     held_out: list[HeldOut] = field(default_factory=list)
     confused_pairs: list[ConfusedPair] = field(default_factory=list)
+
+    def halving_costs(self) -> list[tuple[str, float, float, bool]]:
+        """("cross-validated" or "held out NAME", what halving the training networks costs per
+        layer, its s.e., whether the curve still rises: cost >= max(0.02, 2 s.e.)) for each
+        breakdown that has the curve (`Breakdown.halving_cost`)."""
+        named = [("cross-validated", self.breakdown)] + [
+            (f"held out {ho.name}", ho.breakdown) for ho in self.held_out]
+        out = []
+        for name, b in named:
+            c = b.halving_cost() if b is not None else None
+            if c is not None:
+                out.append((name, c[0], c[1], c[0] >= max(0.02, 2 * c[1])))
+        return out
 
 
 @dataclass
@@ -408,6 +436,8 @@ class Settings:
     # results.json written before this was a choice: grouped by run
     split_by: str = "run"
     split_description: str = "grouped by run"
+    # thinned training sets drawn per fraction for a held-out test's training-networks curve
+    network_draws: int = 0
 
 
 @dataclass

@@ -8,14 +8,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import xarray as xr
 
 from lrsim.analysis.crossval import Tick, cross_validate
 from lrsim.analysis.features import Samples, TrajectoryFeatures, make_samples, time_index
 from lrsim.analysis.protocol import views
 from lrsim.analysis.results import Breakdown, SweepPoint
+from lrsim.analysis.training_size import FACTOR as TRAINING_NETWORKS
+from lrsim.analysis.training_size import ThinnedSplits, cells
+from lrsim.analysis.training_size import fractions as network_fractions
 
-FACTORS = ("units", "noise", "time_points", "fraction")
+FACTORS = ("units", "noise", "time_points", "fraction", TRAINING_NETWORKS)
 
 
 def time_point_values(n_time: int, quick: bool) -> list[int]:
@@ -98,7 +102,23 @@ class SweepScorer:
         """The values each factor of the breakdown takes."""
         return {"units": views(self.data, "units", 0), "noise": views(self.data, "noise", 0.0),
                 "time_points": time_point_values(self.n_time, quick),
-                "fraction": fraction_values(quick)}
+                "fraction": fraction_values(quick),
+                TRAINING_NETWORKS: network_fractions(quick)}
+
+    def thinned(self, observables: Sequence[str], fraction: float) -> SweepPoint:
+        """The sweep classifier at the full view, each split's training side thinned to
+        `fraction` of its networks per class and condition (`ThinnedSplits`)."""
+        s = self.samples(observables)
+        if fraction >= 1:
+            r = self.score(observables)
+            n = [len(np.unique(s.groups[tr])) for tr, _ in self.splitter.split(s.X, s.y,
+                                                                                 s.groups)]
+            return SweepPoint(fraction, r["accuracy_mean"], r["accuracy_sem"],
+                              r["run_accuracy_mean"], float(np.mean(n)))
+        splits = ThinnedSplits(self.splitter, cells(s), fraction, self.random_state)
+        r = cross_validate(s, self.est, splits, random_state=self.random_state, name="forest")
+        return SweepPoint(fraction, r.accuracy, r.accuracy_sem, r.run_accuracy,
+                          float(np.mean(splits.n_train_runs)))
 
     def breakdown(self, observables: Sequence[str], values: dict[str, list[Any]],
                   tick: Tick | None = None) -> Breakdown:
@@ -107,6 +127,11 @@ class SweepScorer:
         for factor, vals in values.items():
             points = []
             for v in vals:
+                if factor == TRAINING_NETWORKS:
+                    points.append(self.thinned(observables, v))
+                    if tick is not None:
+                        tick(1)
+                    continue
                 r = self.score(observables, **{factor: v})
                 points.append(SweepPoint(v, r["accuracy_mean"], r["accuracy_sem"],
                                          r["run_accuracy_mean"]))

@@ -211,8 +211,11 @@ def _by(b: Breakdown) -> str:
     for key, rows in b.factors().items():
         if key == "fraction":
             continue
-        vals = ", ".join(f"{'all' if key == 'units' and p.value == 0 else f'{p.value:g}'} "
-                         f"{p.accuracy:.2f}" for p in rows)
+        if key == "training_networks":
+            vals = ", ".join(f"{p.n_train_runs or 0:.0f} {p.accuracy:.2f}" for p in rows)
+        else:
+            vals = ", ".join(f"{'all' if key == 'units' and p.value == 0 else f'{p.value:g}'} "
+                             f"{p.accuracy:.2f}" for p in rows)
         parts.append(f"{key.replace('_', ' ')}: {vals}")
     return f"  {b.classifier} by {' | '.join(parts)}"
 
@@ -258,6 +261,11 @@ def summary_lines(r: IdentifyResult) -> list[str]:
     lines.append(f"  permutation null (forest) {h.null.mean:.3f}, 95th pct {h.null.q95:.3f}, "
                  f"p = {h.null.p_value:.3f}")
     lines.append(_by(h.breakdown))
+    costs = h.halving_costs()
+    if costs:
+        lines.append("  halving the training networks costs (per layer): " + ", ".join(
+            f"{name} {cost:+.3f} +/- {se:.3f} ({'still rising' if rises else 'no clear gain'})"
+            for name, cost, se, rises in costs))
     if h.confused_pairs:
         lines.append("  told apart worst (" + h.section.best + "): " + ", ".join(
             f"{p.a} / {p.b} {p.rate:.2f}" for p in h.confused_pairs[:5]) +
