@@ -51,6 +51,9 @@ accuracy"; per-layer accuracy beside it):
   anchor's 4: runs matched across classes for their loss / accuracy curves until the
   loss-curve forest is at chance, then the measurable observables scored on the same runs
   (splits keep sibling groups whole where the matched runs allow it; 19 permutations).
+- `--only networks`: the held-out test with the forest trained on 1/8, 1/4, 1/2 and all of the
+  training networks, thinned per (class, condition) cell (`lrsim.analysis.training_size`, the
+  curve `lrsim identify` reports) or by whole conditions; `--forests` seeds x 3 draws.
 
 Everything runs single-threaded (BLAS and torch) at nice priority when started with `nice`.
 """
@@ -87,6 +90,7 @@ from lrsim.analysis.features import (  # noqa: E402
     usable_runs,
 )
 from lrsim.analysis.siblings import split_units  # noqa: E402
+from lrsim.analysis.training_size import held_out_curve  # noqa: E402
 
 MEASURED = ("weights", "activations", "activity_change")
 GEOMETRY = ("dimensionality", "rsa_initial", "rsa_previous", "rsa_layer", "coupling")
@@ -101,7 +105,8 @@ STUDIES = {"anchor": "rule_optimizer", "seven": "rule", "tasks": "rule_optimizer
            "activations": "rule_optimizer", "factorial": "rule_optimizer",
            "seven-diverse": "rule", "tasks6": "rule_optimizer", "all": "rule_optimizer",
            "tasks8": "rule_optimizer", "all8": "rule_optimizer",
-           "anchor-calibrated": "rule_optimizer", "all-calibrated": "rule_optimizer"}
+           "anchor-calibrated": "rule_optimizer", "all-calibrated": "rule_optimizer",
+           "variants": "rule_optimizer", "conditions": "rule_optimizer"}
 # the diversity arms: the anchor's training store plus experiments/anchor-tasks.toml (tasks),
 # plus experiments/anchor-activations.toml (activations); the factor each arm varies
 TRAIN_STORES = {"tasks": ("runs/anchor-train", "runs/anchor-tasks"),
@@ -122,6 +127,13 @@ TEST_STORES.update({"tasks8": "runs/anchor-test", "all8": "runs/anchor-test"})
 TRAIN_STORES["anchor-calibrated"] = ("runs/anchor-train", "runs/anchor-calibration")
 TRAIN_STORES["all-calibrated"] = (*TRAIN_STORES["all"], "runs/anchor-calibration")
 TEST_STORES.update({"anchor-calibrated": "runs/anchor-test", "all-calibrated": "runs/anchor-test"})
+# more conditions of related tasks (experiments/anchor-variants.toml: 2 and 5 classes,
+# two more architectures)
+TRAIN_STORES["variants"] = (*TRAIN_STORES["all"], "runs/anchor-variants")
+TEST_STORES["variants"] = "runs/anchor-test"
+# one network per class in each of 150 more conditions (experiments/anchor-conditions.toml)
+TRAIN_STORES["conditions"] = (*TRAIN_STORES["variants"], "runs/anchor-conditions")
+TEST_STORES["conditions"] = "runs/anchor-test"
 # the seven rules' diversity arm: experiments/seven-rules-diverse.toml
 TRAIN_STORES["seven-diverse"] = ("runs/seven-train", "runs/seven-diverse")
 TEST_STORES["seven-diverse"] = "runs/seven-test"
@@ -528,6 +540,43 @@ def condition_shots(s: Any, conditions: np.ndarray, *, trees: int, draws: int,
     return rows
 
 
+NETWORK_FRACTIONS = (0.125, 0.25, 0.5, 1.0)
+
+
+def network_curves(tr: Any, te: Any, classes: np.ndarray, *, trees: int, forests: int,
+                   classes_name: str, draws: int = 3) -> list[dict[str, Any]]:
+    """Held-out run accuracy of forests trained on a fraction of the training networks: per
+    (class, condition) cell ("per cell", `lrsim.analysis.training_size.held_out_curve`) and
+    by whole conditions ("conditions": a fraction of the conditions drawn at random, all
+    their networks). Per fraction: `forests` forest seeds x `draws` draws (one at 1.0)."""
+    rows = []
+    conds = joined(tr, CONDITION)
+    names = np.array(sorted(set(conds)))
+    for f in NETWORK_FRACTIONS:
+        per_cell, by_cond, n_cell, n_cond = [], [], [], []
+        for seed in range(forests):
+            curve = held_out_curve(forest(trees, seed=seed), tr, te, classes, [f],
+                                   draws=draws, random_state=seed)
+            per_cell.append(curve[0].run_accuracy)
+            n_cell.append(curve[0].n_train_runs)
+            for d in range(1 if f >= 1 else draws):
+                rng = np.random.default_rng([seed, d, 7])
+                kept = rng.choice(names, max(1, round(f * len(names))), replace=False)
+                sub = tr.subset(np.isin(conds, kept))
+                if len(set(sub.y)) < len(classes):
+                    continue
+                r, _ = fit_and_score(forest(trees, seed=seed), sub, te, classes)
+                by_cond.append(_get(r, "run_accuracy"))
+                n_cond.append(sub.n_runs)
+        for thinned, accs, ns in (("per cell", per_cell, n_cell),
+                                  ("conditions", by_cond, n_cond)):
+            rows.append({"classes": classes_name, "thinned": thinned, "fraction": f,
+                         "n_train_runs": float(np.mean(ns)), "test_run_mean": float(np.mean(accs)),
+                         "test_run_min": float(np.min(accs)), "test_run_max": float(np.max(accs)),
+                         "test_runs": accs})
+    return rows
+
+
 def sibling_cv(s: Any, coarse: np.ndarray, *, trees: int, splits: int) -> dict[str, Any]:
     """Within-store cross-validation with whole groups of `coarse` on one side of every split
     (scikit-learn's `GroupShuffleSplit`, 25% of the groups in test; a group may hold several
@@ -670,7 +719,7 @@ def main() -> int:
     p.add_argument("--only", nargs="*", default=None,
                    help="parts to run: headline sensitivity robustness factors importance "
                         "anchor4 diversity cells standardised pooled heldout target synapses "
-                        "tasks-out task-shots condition-shots siblings matched")
+                        "tasks-out task-shots condition-shots siblings matched networks")
     p.add_argument("--root", default="runs",
                    help="folder holding the stores named runs/<store> above (default runs)")
     p.add_argument("--jobs", type=int, default=1, help="threads per forest (default 1)")
@@ -920,6 +969,24 @@ def main() -> int:
                      "test_run_mean"],
                     ["classes", "observables", "shots", "conditions", "test_run_mean",
                      "condition_min", "condition_max"], shots=list(CONDITION_SHOTS))
+            if "networks" in parts:
+                # held-out accuracy against the number of training networks: the same fraction
+                # of every class in every condition (lrsim.analysis.training_size), and a
+                # fraction of the conditions with all their networks (fewer conditions)
+                rows = []
+                s_tr, s_te, classes = train_test_samples(train, test, label, measurable,
+                                                         reference="none", meta_keys=CONDITION,
+                                                         **goal)
+                for classes_name, keep in class_views:
+                    tr = s_tr if keep is None else s_tr.subset(np.isin(s_tr.y, keep))
+                    te = s_te if keep is None else s_te.subset(np.isin(s_te.y, keep))
+                    cl = classes if keep is None else np.array(sorted(keep))
+                    say(f"training networks / {classes_name}")
+                    rows += network_curves(tr, te, cl, trees=200, forests=args.forests,
+                                           classes_name=classes_name)
+                results["networks"] = rows
+                print(table(rows, ["classes", "thinned", "fraction", "n_train_runs",
+                                   "test_run_mean", "test_run_min", "test_run_max"]))
             if "siblings" in parts:
                 # grouped by run, networks of one condition and seed (the same initial weights
                 # and minibatches; rules and learning rates apart) fall on both sides of a

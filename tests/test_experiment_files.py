@@ -42,3 +42,21 @@ def test_calibration_store_is_the_test_condition_with_other_networks():
     assert set(per_class.values()) == {4}
     assert not {r["seed"] for r in calib} & {r["seed"] for r in test}
     assert not {r["lr"] for r in calib} & {r["lr"] for r in test}
+
+
+TRAINING_STORES = ("anchor-train", "anchor-tasks", "anchor-tasks2", "anchor-tasks3",
+                   "anchor-activations", "anchor-variants", "anchor-conditions")
+
+
+@pytest.mark.parametrize("name", TRAINING_STORES)
+def test_no_training_store_has_the_test_condition_s_task_activation_or_architecture(name):
+    test = _networks("anchor-test")
+    tasks = {r["task"]["name"] for r in test}
+    activations = {r["model"]["activation"] for r in test}
+    architectures = {tuple(r["model"]["hidden"]) for r in test}
+    assert (tasks, activations, architectures) == ({"gaussian_mixture"}, {"elu"},
+                                                   {(192, 144, 112)})
+    for r in _networks(name):
+        assert r["task"]["name"] not in tasks
+        assert r["model"]["activation"] not in activations
+        assert tuple(r["model"]["hidden"]) not in architectures
