@@ -28,6 +28,7 @@ from lrsim.analysis.crossval import Tick, fit_and_score, quiet, splitter_units
 from lrsim.analysis.features import Samples
 from lrsim.analysis.generalisation import GENERALISATION_KEYS
 from lrsim.analysis.results import SweepPoint
+from lrsim.analysis.splits import groups_per_label, sem
 
 FACTOR = "training_networks"
 FRACTIONS = (0.125, 0.25, 0.5, 1.0)
@@ -56,12 +57,7 @@ def thin(groups: np.ndarray, cell: np.ndarray, fraction: float,
     if not 0 < fraction <= 1:
         raise ValueError(f"a fraction of the training networks is in (0, 1], not {fraction}")
     groups = np.asarray(groups)
-    run_cell: dict[Any, Any] = {}
-    for g, c in zip(groups, cell):
-        run_cell.setdefault(g, c)
-    by_cell: dict[Any, list[Any]] = {}
-    for g, c in run_cell.items():
-        by_cell.setdefault(c, []).append(g)
+    by_cell = groups_per_label(groups, cell)  # a network's samples share its cell
     kept: list[Any] = []
     for c in sorted(by_cell, key=str):
         runs = sorted(by_cell[c], key=str)
@@ -115,8 +111,7 @@ def held_out_curve(est: Any, train: Samples, test: Samples, classes: np.ndarray,
             accs.append(s.accuracy)
             run_accs.append(s.run_accuracy)
             n_runs.append(sub.n_runs)
-        sem = float(np.std(accs, ddof=1) / np.sqrt(len(accs))) if len(accs) > 1 else 0.0
-        points.append(SweepPoint(f, float(np.mean(accs)), sem, float(np.mean(run_accs)),
+        points.append(SweepPoint(f, float(np.mean(accs)), sem(accs), float(np.mean(run_accs)),
                                  float(np.mean(n_runs))))
         if tick is not None:
             tick(1)
