@@ -71,7 +71,7 @@ TIME_AXES = ("step", "progress")
 # channels that are >= 0 by construction, besides the abs_ / sq_ statistics and var / norm
 _POSITIVE = {"dimensionality", "coupling", "loss", "rate", "cv_isi", "fano", "synchrony"}
 # channels already relative to an earlier measurement: no reference taken
-_SELF_REFERENCED = {"rsa_initial", "rsa_previous"}
+_SELF_REFERENCED = {"rsa_initial", "rsa_previous", "change_alignment"}
 ROLES = ("exc", "inh")
 READOUT = "readout"
 _POPULATION_DIMS = {"run", "time", POPULATION, "units", "noise"}
@@ -467,7 +467,7 @@ def relative_to_initial(cube: xr.DataArray, initial: dict[str, xr.DataArray] | N
         >= 0 by construction (`is_positive`):       log(x(t) / x0)
         raw_mean, raw_median, raw_q75 (power 1):    (x(t) - x0) / s0
         skew, kurtosis, other signed channels:      x(t) - x0
-        rsa_initial, rsa_previous:                  x(t) (already relative to earlier times)
+        rsa_initial, rsa_previous, change_alignment: x(t) (already relative to earlier times)
 
     `activity_change` (NaN at t_0: a change has no value before learning) is taken relative to
     the activity itself: log(x(t) / a0) for its positive statistics, a0 the same statistic of

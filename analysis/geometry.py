@@ -21,6 +21,12 @@ and works on exactly what was recorded (noise already applied by the caller):
                           projects to (a paired recording of two connected layers)
     unit_similarity       condensed cosine similarity s_ij = <v_i, v_j> / (|v_i| |v_j|) between
                           the synaptic vectors v_i of recorded units i < j (rows of (..., u, n))
+    change_alignment      cosine, over the pairs of recorded units (off the diagonal) and
+                          cross-validated across two halves of the stimuli, between the
+                          covariance of the activity change since the first measurement and the
+                          covariance of the first measurement: whether the population changes
+                          along the correlations it started with (0 under a fixed random
+                          feedback, > 0 when the error follows the forward pathway)
     synaptic_similarity   Pearson correlation of the units' similarity by the change of their
                           incoming synapses and by the change of their outgoing synapses
                           (`unit_similarity` of each, then `rdm_similarity`)
@@ -122,6 +128,63 @@ def coupling(pre: np.ndarray, post: np.ndarray) -> np.ndarray:
     total = np.einsum("...ij,...ij->...", r, r)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(n_pairs > 0, total / np.maximum(n_pairs, 1), np.nan)
+
+
+def _off_diagonal_covariance(x: np.ndarray) -> np.ndarray:
+    """The covariance over the stimuli of x (..., P, n), (..., n, n), with its diagonal set to 0."""
+    xc = _centred(x)
+    c = np.swapaxes(xc, -1, -2) @ xc / xc.shape[-2]
+    return c * ~np.eye(c.shape[-1], dtype=bool)
+
+
+def change_alignment(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """How far a population changed along the correlations it had, for two recordings before,
+    after (..., P, n) of the same units and stimuli: the cosine between the covariance C_a of
+    `before` and the covariance C_d of the change D = after - before, over the pairs of units
+    (off the diagonal), cross-validated across the two halves of the stimuli (even and odd
+    rows, 1 and 2):
+
+        (<C_a1, C_d2> + <C_a2, C_d1>) / 2 / sqrt(<C_a1, C_a2> <C_d1, C_d2>),
+        <X, Y> = sum_{i != j} X_ij Y_ij
+
+    Shape (...); NaN with fewer than 4 stimuli or 2 units, or where either product under the
+    root is not positive (no covariance between units that both halves share).
+
+    Why cross-validated and off the diagonal: measurement noise drawn independently per unit,
+    stimulus and recording adds to the variances (the diagonal) only, and the two halves'
+    noise is independent, so every inner product above is unbiased by it (as in cross-validated
+    RSA, Walther et al. 2016, NeuroImage 137:188). Computed within one set of stimuli, the
+    norms would grow with the noise and pull the value towards 0 by an amount that depends on
+    how much the population changed relative to the noise: a rule that learns slowly would
+    read as one whose change is unrelated to the population.
+
+    Why it tells credit-assignment rules apart: a unit's activity changes along its error
+    delta_l. Under feedback alignment (Lillicrap et al. 2016, Nat. Commun. 7:13276) delta_l =
+    B_{l+1} delta_{l+1} with B fixed at random, so the change is unrelated to the correlations
+    the population started with (value near 0); under backprop (delta_l = W_{l+1}^T
+    delta_{l+1}) and information alignment (Kunin et al. 2020, ICML: B_{l+1} learns the ridge
+    decoder of layer l's activity from layer l+1's, whose columns lie in the span of layer l's
+    activity covariance) the change follows the forward pathway and the population's own
+    correlations."""
+    x, y = np.asarray(before, dtype=np.float64), np.asarray(after, dtype=np.float64)
+    if x.shape != y.shape or x.ndim < 2:
+        raise ValueError(f"before and after must have the same shape (..., stimuli, units); "
+                         f"got {x.shape} and {y.shape}")
+    p, n = x.shape[-2:]
+    if p < 4 or n < 2:
+        return np.full(x.shape[:-2], np.nan)
+    d = y - x
+    ca1, ca2 = _off_diagonal_covariance(x[..., 0::2, :]), _off_diagonal_covariance(x[..., 1::2, :])
+    cd1, cd2 = _off_diagonal_covariance(d[..., 0::2, :]), _off_diagonal_covariance(d[..., 1::2, :])
+
+    def inner(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        return np.einsum("...ij,...ij->...", u, v)
+
+    num = 0.5 * (inner(ca1, cd2) + inner(ca2, cd1))
+    norm_a, norm_d = inner(ca1, ca2), inner(cd1, cd2)
+    ok = (norm_a > _TINY) & (norm_d > _TINY)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(ok, num / np.sqrt(np.where(ok, norm_a * norm_d, 1.0)), np.nan)
 
 
 def unit_similarity(v: np.ndarray) -> np.ndarray:

@@ -174,6 +174,7 @@ class GeometryViews:
         self.same_stimuli = same_stimuli
         self._first: dict[tuple[int, int], np.ndarray] = {}
         self._previous: dict[tuple[int, int], np.ndarray] = {}
+        self._first_activity: dict[tuple[int, int], np.ndarray] = {}
 
     def __bool__(self) -> bool:
         return bool(self.data)
@@ -209,6 +210,11 @@ class GeometryViews:
                     want["dimensionality"][:, t, l, v] = geometry.dimensionality(a)
                 if "coupling" in want:
                     want["coupling"][:, t, l, v] = geometry.coupling(pre, a)
+                if "change_alignment" in want and self.same_stimuli:
+                    start = self._first_activity.setdefault((l, v), a)
+                    if start is not a:
+                        want["change_alignment"][:, t, l, v] = geometry.change_alignment(
+                            start, a)
                 if not across_time and "rsa_layer" not in want and target is None:
                     continue
                 d = rdms[(l, v)] = geometry.rdm(a[:, :, :n_rsa])

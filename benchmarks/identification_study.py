@@ -28,12 +28,14 @@ accuracy"; per-layer accuracy beside it):
   seeds of 200 trees; all classes and the anchor's 4; the control beside it); `--only heldout
   target`: the same with the similarity with the task's targets (`rsa_target`) added, on
   stores that record it; `--only heldout synapses`: the same with the synaptic similarity
-  (`synaptic_similarity`) added; `--forests N` averages N forest seeds instead of 5 (the held-out
-  figure moves by several points between groups of 5). `--root DIR` reads the stores from DIR
-  instead of runs/.
+  (`synaptic_similarity`) added; `--only heldout change`: with the alignment of the activity
+  change with the initial correlations (`change_alignment`) added; `--forests N` averages N
+  forest seeds instead of 5 (the held-out figure moves by several points between groups of 5).
+  `--root DIR` reads the stores from DIR instead of runs/.
 - `--only tasks-out`: each task of the training stores left out in turn (trained on the other
   tasks, tested on its networks; `--forests` seeds of 200 trees, all classes and the anchor's
-  4, measurable and the control): how far the held-out figure of one test condition stands
+  4, measurable and the control; with `change`, `target` or `synapses` also the measurable
+  set with that observable added): how far the held-out figure of one test condition stands
   for a task never seen in general.
 - `--only task-shots`: the same, with n = 0, 1, 2, 4, 8 networks per class of the task left
   out moved into training (drawn at random; `--forests` draws, each with its own forest seed),
@@ -100,6 +102,9 @@ TARGET = "rsa_target"
 # recorded by stores that list it, tried on top of the measurable set (`--only synapses`): the
 # similarity of the recorded units' incoming and outgoing synaptic changes
 SYNAPSES = "synaptic_similarity"
+# recorded by stores that list it, tried on top of the measurable set (`--only change`): how
+# far the recorded units' activity changed along the correlations they started with
+CHANGE = "change_alignment"
 CONTROL = ("loss", "test_accuracy")
 STUDIES = {"anchor": "rule_optimizer", "seven": "rule", "tasks": "rule_optimizer",
            "activations": "rule_optimizer", "factorial": "rule_optimizer",
@@ -719,7 +724,7 @@ def main() -> int:
     p.add_argument("--only", nargs="*", default=None,
                    help="parts to run: headline sensitivity robustness factors importance "
                         "anchor4 diversity cells standardised pooled heldout target synapses "
-                        "tasks-out task-shots condition-shots siblings matched networks")
+                        "change tasks-out task-shots condition-shots siblings matched networks")
     p.add_argument("--root", default="runs",
                    help="folder holding the stores named runs/<store> above (default runs)")
     p.add_argument("--jobs", type=int, default=1, help="threads per forest (default 1)")
@@ -893,21 +898,21 @@ def main() -> int:
                 results["pooled"] = rows
                 print(table(rows, ["train", "classes", "features", "observables", "n_train_runs",
                                    "test_run_mean", "test_run_min", "test_run_max"]))
-            extras = {"target": TARGET, "synapses": SYNAPSES}
-            if "heldout" in parts or parts & set(extras):
+            # observables tried on top of the measurable set where the stores record them
+            # (`--only ... target / synapses / change`), by the held-out test and tasks-out
+            extras = {"target": TARGET, "synapses": SYNAPSES, "change": CHANGE}
+            sets = [("measurable", measurable), ("control", list(CONTROL))]
+            for part, extra in extras.items():
+                if part not in parts:
+                    continue
+                if extra not in train.data_vars or extra not in test.data_vars:
+                    raise SystemExit(f"--only {part}: the stores do not record {extra}")
+                sets.insert(-1, (f"measurable + {extra}", [*measurable, extra]))
+            if "heldout" in parts or (parts & set(extras) and "tasks-out" not in parts):
                 # the held-out test of the headline protocol (recorded features, measurable
                 # observables and the loss-curve control; all classes and the anchor's 4; 5
-                # forest seeds) and, where the stores record them, the same with the
-                # similarity with the task's targets ("target") or the synaptic similarity
-                # ("synapses") added
+                # forest seeds) and the same with each extra observable asked for added
                 rows = []
-                sets = [("measurable", measurable), ("control", list(CONTROL))]
-                for part, extra in extras.items():
-                    if part not in parts:
-                        continue
-                    if extra not in train.data_vars or extra not in test.data_vars:
-                        raise SystemExit(f"--only {part}: the stores do not record {extra}")
-                    sets.insert(-1, (f"measurable + {extra}", [*measurable, extra]))
                 for classes_name, keep in class_views:
                     tr, te = subset(train, label, keep), subset(test, label, keep)
                     for name, obs in sets:
@@ -928,7 +933,7 @@ def main() -> int:
                         held = tr_all["task"].values.astype(str) == task
                         tr = tr_all.isel(run=np.flatnonzero(~held))
                         te = tr_all.isel(run=np.flatnonzero(held))
-                        for name, obs in (("measurable", measurable), ("control", list(CONTROL))):
+                        for name, obs in sets:
                             say(f"tasks out / {classes_name} / {task} / {name}")
                             r = pooled(tr, te, label, obs, reference="none", trees=200,
                                        seeds=args.forests, **goal)

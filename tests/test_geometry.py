@@ -93,8 +93,77 @@ def test_coupling_leaves_out_silent_units():
 
 # -- the rate observer's geometry observables against numpy / scipy on rebuilt networks ------
 
+def _change_alignment_numpy(before: np.ndarray, after: np.ndarray) -> float:
+    """The cross-validated cosine written out with np.cov, one half of the stimuli at a time."""
+    def off(x: np.ndarray) -> np.ndarray:
+        c = np.cov(x, rowvar=False, bias=True)
+        return c[~np.eye(c.shape[0], dtype=bool)]
+
+    change = after - before
+    a1, a2 = off(before[0::2]), off(before[1::2])
+    d1, d2 = off(change[0::2]), off(change[1::2])
+    if a1 @ a2 <= 0 or d1 @ d2 <= 0:  # no covariance between units that both halves share
+        return float("nan")
+    return float((a1 @ d2 + a2 @ d1) / 2 / np.sqrt((a1 @ a2) * (d1 @ d2)))
+
+
+@pytest.mark.parametrize("p,n", [(60, 6), (7, 40), (25, 25)])
+def test_change_alignment_matches_numpy_cov(p, n):
+    rng = np.random.default_rng(p * 100 + n)
+    before = _activity(rng, p, n, rank=3)
+    after = before + 0.5 * before * rng.uniform(0.5, 1.5, n) + 0.3 * _activity(rng, p, n)
+    assert float(geometry.change_alignment(before, after)) == pytest.approx(
+        _change_alignment_numpy(before, after), rel=1e-9)
+    # batched over leading axes like every other statistic
+    pairs = []
+    for _ in range(6):
+        x = _activity(rng, p, n, rank=3)
+        pairs.append((x, x + 0.5 * x + _activity(rng, p, n, rank=3)))
+    batch = geometry.change_alignment(np.stack([b for b, _ in pairs]).reshape(2, 3, p, n),
+                                      np.stack([a for _, a in pairs]).reshape(2, 3, p, n))
+    np.testing.assert_allclose(batch.ravel(), [_change_alignment_numpy(b, a) for b, a in pairs],
+                               rtol=1e-9)
+
+
+def test_change_alignment_known_cases_and_noise():
+    rng = np.random.default_rng(11)
+    p, n = 256, 30
+    before = rng.normal(size=(p, 4)) @ rng.normal(size=(4, n))  # correlated units
+    # growing along the population's own correlations: C_d = 0.25 C_a, cosine 1
+    assert float(geometry.change_alignment(before, 1.5 * before)) == pytest.approx(1.0)
+    mix = np.diag(rng.uniform(0.5, 1.5, n))
+    small = 0.05 * before @ mix  # a change along the correlations, small against the noise
+    unrelated = [0.05 * rng.normal(size=(p, 4)) @ rng.normal(size=(4, n)) for _ in range(40)]
+    clean = float(geometry.change_alignment(before, before + small))
+    # measurement noise drawn independently per unit, stimulus and recording, as the observer
+    # draws it, twice the size of the change
+    sd = 2 * np.sqrt((small ** 2).mean())
+    aligned, aligned_whole, free = [], [], []
+    for ch in unrelated:
+        b = before + sd * rng.normal(size=(p, n))
+        a = before + small + sd * rng.normal(size=(p, n))
+        aligned.append(float(geometry.change_alignment(b, a)))
+        ca, cd = np.cov(b, rowvar=False), np.cov(a - b, rowvar=False)
+        off = ~np.eye(n, dtype=bool)
+        aligned_whole.append(float(ca[off] @ cd[off] / np.linalg.norm(ca[off])
+                                   / np.linalg.norm(cd[off])))
+        a = before + ch + sd * rng.normal(size=(p, n))
+        free.append(float(geometry.change_alignment(b, a)))
+    # cross-validated, the noise leaves the value where it was without noise; the same cosine
+    # on all the stimuli at once (no halves) falls towards 0 with it
+    assert np.mean(aligned) == pytest.approx(clean, abs=0.1)
+    assert np.mean(aligned_whole) < clean - 0.3
+    # a change unrelated to the population stays at 0 on average
+    assert abs(np.mean(free)) < 0.05
+    # too few stimuli or units, or no covariance between units: NaN, not an error
+    assert np.isnan(geometry.change_alignment(before[:3], before[:3] * 2))
+    assert np.isnan(geometry.change_alignment(before[:, :1], before[:, :1] * 2))
+    assert np.isnan(geometry.change_alignment(np.ones((6, 3)), np.ones((6, 3))))
+    with pytest.raises(ValueError, match="same shape"):
+        geometry.change_alignment(before, before[:, :5])
+
 GEOMETRY = ["dimensionality", "rsa_initial", "rsa_previous", "rsa_layer", "rsa_target",
-            "coupling"]
+            "coupling", "change_alignment"]
 
 
 def _experiment(steps: int, **observe):
@@ -174,9 +243,13 @@ def test_observer_geometry_matches_numpy_on_rebuilt_networks(geometry_run):
                 pearsonr(pdist(h[:n]), pdist(first[l][:n]))[0], rel=1e-4)
             assert float(last["rsa_target"][l]) == pytest.approx(
                 pearsonr(pdist(h[:n]), pdist(targets[:n]))[0], rel=1e-4)
+            assert float(last["change_alignment"][l]) == pytest.approx(
+                _change_alignment_numpy(first[l], h), rel=1e-3, abs=1e-6, nan_ok=True)
         # no earlier measurement to compare with at the first time point
         assert ds["rsa_initial"].isel(time=0).isnull().all()
         assert ds["rsa_previous"].isel(time=0).isnull().all()
+        assert ds["change_alignment"].isel(time=0).isnull().all()
+        assert ds["change_alignment"].isel(time=-1).sel(units=0, noise=0.0).notnull().all()
 
 
 def test_observer_geometry_views(geometry_run):
@@ -228,17 +301,23 @@ def test_geometry_views_core_against_scipy():
                         pearsonr(pdist(x[:n]), pdist(targets[i][:n]))[0], rel=1e-9)
                     if t == 0:
                         assert np.isnan(gv.data["rsa_initial"][i, t, l, v, j])
+                        assert np.isnan(gv.data["change_alignment"][i, t, l, v, j])
                         continue
                     first, prev = seen[0][(l, v)][i, j], seen[t - 1][(l, v)][i, j]
                     assert gv.data["rsa_initial"][i, t, l, v, j] == pytest.approx(
                         pearsonr(pdist(x[:n]), pdist(first[:n]))[0], rel=1e-9)
                     assert gv.data["rsa_previous"][i, t, l, v, j] == pytest.approx(
                         pearsonr(pdist(x[:n]), pdist(prev[:n]))[0], rel=1e-9)
+                    if x.shape[1] > 1:  # one unit has no pair
+                        assert gv.data["change_alignment"][i, t, l, v, j] == pytest.approx(
+                            _change_alignment_numpy(first, x), rel=1e-9, nan_ok=True)
+    assert np.isfinite(gv.data["change_alignment"]).sum() >= 8  # compared, not all NaN
     # other stimuli at every time point (spiking windows): no similarity across time
     other = GeometryViews(GEOMETRY, k, 3, 2, 2, z, same_stimuli=False)
     for t in range(3):
         other.record(t, seen[t], stim)
     assert np.isnan(other.data["rsa_initial"]).all() and np.isnan(other.data["rsa_previous"]).all()
+    assert np.isnan(other.data["change_alignment"]).all()
     np.testing.assert_allclose(other.data["rsa_layer"], gv.data["rsa_layer"])
     # no targets given (spiking windows): no similarity with them
     assert np.isnan(other.data["rsa_target"]).all()
@@ -264,6 +343,7 @@ def test_spiking_runs_record_geometry():
         assert ds[o].dims == ("time", "layer", "units", "noise")
     # windows hold other trials: no representational similarity across time
     assert ds["rsa_initial"].isnull().all() and ds["rsa_previous"].isnull().all()
+    assert ds["change_alignment"].isnull().all()
     assert ds["rsa_target"].isnull().all()  # the windows have no per-trial targets
     assert ds["synaptic_similarity"].isnull().all()  # recorded in rate runs only
     dim = ds["dimensionality"].values

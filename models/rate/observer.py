@@ -17,14 +17,15 @@ the output layer included):
 
 and, where `[observe] observables` lists them, the population geometry of the recorded units'
 noisy activity over the probe inputs (`lrsim.analysis.observer.GeometryViews`: dimensionality,
-rsa_initial, rsa_previous, rsa_layer, rsa_target, coupling; layer 1's layer below is the probe
-inputs; rsa_target compares with the task's targets on the probe inputs, `Task.y_test`), and
-of the recorded synapses, synaptic_similarity (`lrsim.analysis.geometry.synaptic_similarity`):
-per hidden layer l and view, the recorded units' incoming synapses (rows of W_l, every input)
-and outgoing synapses (columns of W_{l+1} onto the recorded units of layer l+1) are measured
-with noise at each time point, and their changes since the first time point compared (between
-convolutional layers a unit is a channel and its synapses are its kernels' taps; NaN between a
-convolutional and a dense layer, whose inputs are channels x positions).
+rsa_initial, rsa_previous, rsa_layer, rsa_target, coupling, change_alignment; layer 1's layer
+below is the probe inputs; rsa_target compares with the task's targets on the probe inputs,
+`Task.y_test`), and of the recorded synapses, synaptic_similarity
+(`lrsim.analysis.geometry.synaptic_similarity`): per hidden layer l and view, the recorded
+units' incoming synapses (rows of W_l, every input) and outgoing synapses (columns of W_{l+1}
+onto the recorded units of layer l+1) are measured with noise at each time point, and their
+changes since the first time point compared (between convolutional layers a unit is a channel
+and its synapses are its kernels' taps; NaN between a convolutional and a dense layer, whose
+inputs are channels x positions).
 
 Undersampling, measurement noise and the statistics follow the core. Noise draws come from one
 torch generator per replica (seeded by its seed). Time points at or after a replica's divergence

@@ -22,9 +22,9 @@ block), per plastic projection / layer l:
 and, where `[observe] observables` lists them, the population geometry of the recorded units'
 noisy trial rates in the window (`lrsim.analysis.observer.GeometryViews`, the window's trials
 as the stimuli; layer 1's layer below is the input neurons' rates): dimensionality, rsa_layer,
-coupling. rsa_initial and rsa_previous stay NaN: consecutive windows hold other trials, so no
-RDM of the same stimuli exists to compare with; rsa_target stays NaN too (the window's trials
-carry no per-trial targets here).
+coupling. rsa_initial, rsa_previous and change_alignment stay NaN: consecutive windows hold
+other trials, so no RDM or activity change of the same stimuli exists to compare with;
+rsa_target stays NaN too (the window's trials carry no per-trial targets here).
 
 Undersampling (`units`) and measurement noise (`noise`) follow the core; the noise draws come
 from one numpy generator per run (seeded [seed, 3]); recorded units are taken in index order.

@@ -64,7 +64,7 @@ SYNAPTIC_OBSERVABLES: tuple[str, ...] = ("synaptic_similarity",)
 # value per (time, layer, view)
 GEOMETRY_OBSERVABLES: tuple[str, ...] = ("dimensionality", "rsa_initial", "rsa_previous",
                                          "rsa_layer", "rsa_target", "coupling",
-                                         *SYNAPTIC_OBSERVABLES)
+                                         "change_alignment", *SYNAPTIC_OBSERVABLES)
 GEOMETRY_DIMS: tuple[str, ...] = (TIME, LAYER, UNITS, NOISE)
 SPIKING_STATISTICS: tuple[str, ...] = ("rate", "cv_isi", "fano", "correlation", "synchrony")
 BALANCE_STATISTICS: tuple[str, ...] = ("ei_balance", "ei_correlation")
@@ -157,6 +157,15 @@ VARIABLES: dict[str, Variable] = {
         "Paired recording: mean squared Pearson correlation over the stimuli between the "
         "recorded units of the layer feeding l (layer 1: the stimulus inputs) and the recorded "
         "units of l (units constant over the stimuli left out)."),
+    "change_alignment": Variable(
+        GEOMETRY_DIMS, "recorded", "alignment of the activity change with the initial correlations",
+        "Cosine, over pairs of recorded units (off the diagonal), between the covariance over "
+        "the probe inputs of the activity change since the first time point and the covariance "
+        "of the activity at the first time point, cross-validated across the even and odd "
+        "probe inputs (lrsim.analysis.geometry.change_alignment), so that measurement noise "
+        "biases neither; after undersampling and measurement noise (NaN at the first time "
+        "point, where the halves share no covariance, and in spiking runs, whose windows hold "
+        "other stimuli)."),
     "synaptic_similarity": Variable(
         GEOMETRY_DIMS, "recorded", "incoming vs outgoing synaptic change similarity",
         "Paired recording of synapses: Pearson correlation, over pairs of recorded units of "
