@@ -19,14 +19,14 @@ and works on exactly what was recorded (noise already applied by the caller):
     coupling              mean squared Pearson correlation r_ij^2 over the stimuli between every
                           recorded unit i of one layer and every recorded unit j of the layer it
                           projects to (a paired recording of two connected layers)
-    unit_similarity       condensed cosine similarity s_ij = <v_i, v_j> / (|v_i| |v_j|) between
-                          the synaptic vectors v_i of recorded units i < j (rows of (..., u, n))
     change_alignment      cosine, over the pairs of recorded units (off the diagonal) and
                           cross-validated across two halves of the stimuli, between the
                           covariance of the activity change since the first measurement and the
                           covariance of the first measurement: whether the population changes
                           along the correlations it started with (0 under a fixed random
                           feedback, > 0 when the error follows the forward pathway)
+    unit_similarity       condensed cosine similarity s_ij = <v_i, v_j> / (|v_i| |v_j|) between
+                          the synaptic vectors v_i of recorded units i < j (rows of (..., u, n))
     synaptic_similarity   Pearson correlation of the units' similarity by the change of their
                           incoming synapses and by the change of their outgoing synapses
                           (`unit_similarity` of each, then `rdm_similarity`)
@@ -158,14 +158,15 @@ def change_alignment(before: np.ndarray, after: np.ndarray) -> np.ndarray:
     how much the population changed relative to the noise: a rule that learns slowly would
     read as one whose change is unrelated to the population.
 
-    Why it tells credit-assignment rules apart: a unit's activity changes along its error
-    delta_l. Under feedback alignment (Lillicrap et al. 2016, Nat. Commun. 7:13276) delta_l =
-    B_{l+1} delta_{l+1} with B fixed at random, so the change is unrelated to the correlations
-    the population started with (value near 0); under backprop (delta_l = W_{l+1}^T
-    delta_{l+1}) and information alignment (Kunin et al. 2020, ICML: B_{l+1} learns the ridge
-    decoder of layer l's activity from layer l+1's, whose columns lie in the span of layer l's
-    activity covariance) the change follows the forward pathway and the population's own
-    correlations."""
+    What it asks of the rules (measured in the README: near 0 for feedback alignment on every
+    task tried, above it for backprop and IA by amounts that depend on the task): a unit's
+    activity changes along its error delta_l. Under feedback alignment (Lillicrap et al. 2016,
+    Nat. Commun. 7:13276) delta_l = B_{l+1} delta_{l+1} with B fixed at random, so the change is
+    unrelated to the correlations the population started with (value near 0); under backprop
+    (delta_l = W_{l+1}^T delta_{l+1}) and information alignment (Kunin et al. 2020, ICML:
+    B_{l+1} learns the ridge decoder of layer l's activity from layer l+1's, whose columns lie
+    in the span of layer l's activity covariance) the change follows the forward pathway and the
+    population's own correlations."""
     x, y = np.asarray(before, dtype=np.float64), np.asarray(after, dtype=np.float64)
     if x.shape != y.shape or x.ndim < 2:
         raise ValueError(f"before and after must have the same shape (..., stimuli, units); "
