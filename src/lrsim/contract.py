@@ -164,8 +164,8 @@ VARIABLES: dict[str, Variable] = {
         "of the activity at the first time point, cross-validated across the even and odd "
         "probe inputs (lrsim.analysis.geometry.change_alignment), so that measurement noise "
         "biases neither; after undersampling and measurement noise (NaN at the first time "
-        "point, where the halves share no covariance, and in spiking runs, whose windows hold "
-        "other stimuli)."),
+        "point, wherever a product of the two halves is not positive, and in spiking runs, "
+        "whose windows hold other stimuli)."),
     "synaptic_similarity": Variable(
         GEOMETRY_DIMS, "recorded", "incoming vs outgoing synaptic change similarity",
         "Paired recording of synapses: Pearson correlation, over pairs of recorded units of "
