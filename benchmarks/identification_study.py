@@ -53,6 +53,12 @@ accuracy"; per-layer accuracy beside it):
   anchor's 4: runs matched across classes for their loss / accuracy curves until the
   loss-curve forest is at chance, then the measurable observables scored on the same runs
   (splits keep sibling groups whole where the matched runs allow it; 19 permutations).
+- `--only heldout no-geometry` (or `tasks-out no-geometry`, with `change` etc. as above): every
+  observable set also without the population geometry.
+- `--only families`: observable families (weights, activations, activity change, geometry,
+  and `change_alignment` where both stores record it): one forest without each family in
+  turn, and late fusion (one forest per family, class probabilities averaged), on the held-out
+  test (`--forests` seeds) and on each training task left out (one seed).
 - `--only networks`: the held-out test with the forest trained on 1/8, 1/4, 1/2 and all of the
   training networks, thinned per (class, condition) cell (`lrsim.analysis.training_size`, the
   curve `lrsim identify` reports) or by whole conditions; `--forests` seeds x 3 draws.
@@ -690,6 +696,41 @@ def sample_views(train: xr.Dataset, label: str, measurable: list[str],
                                        else s_all.subset(np.isin(s_all.y, keep)))
 
 
+def family_columns(s: Any, family: tuple[str, ...]) -> np.ndarray:
+    """The feature columns of the observables in `family` (and the static layer depth)."""
+    obs = np.array([n.split("[")[0].split(".")[0] for n in s.feature_names])
+    return np.isin(obs, [*family, "depth"])
+
+
+def families_compare(s_tr: Any, s_te: Any, classes: np.ndarray,
+                     families: dict[str, tuple[str, ...]], *, trees: int, forests: int
+                     ) -> dict[str, float]:
+    """Held-out run accuracy (mean over `forests` seeds) of one forest on every family's
+    features ("all"), of one forest without each family in turn ("without <family>"), and of
+    late fusion: one forest per family, their class probabilities averaged ("fused")."""
+    from lrsim.analysis.crossval import class_proba, run_level_accuracy
+
+    def fit_proba(mask: np.ndarray, seed: int) -> np.ndarray:
+        f = forest(trees, seed=seed).fit(s_tr.X[:, mask], s_tr.y)
+        return class_proba(f, s_te.X[:, mask], classes)
+
+    every = np.any([family_columns(s_tr, fam) for fam in families.values()], axis=0)
+    depth = family_columns(s_tr, ())
+    masks = {"all": every, **{f"without {name}": every & (~family_columns(s_tr, fam) | depth)
+                              for name, fam in families.items()}}
+    out: dict[str, list[float]] = {}
+    for seed in range(forests):
+        for name, mask in masks.items():
+            proba = fit_proba(mask, seed)
+            out.setdefault(name, []).append(run_level_accuracy(proba, s_te.groups, s_te.y,
+                                                               classes))
+        proba = np.mean([fit_proba(family_columns(s_tr, fam), seed)
+                         for fam in families.values()], axis=0)
+        out.setdefault("fused", []).append(run_level_accuracy(proba, s_te.groups, s_te.y,
+                                                              classes))
+    return {k: float(np.mean(v)) for k, v in out.items()}
+
+
 def table(rows: list[dict[str, Any]], cols: list[str]) -> str:
     head = "| " + " | ".join(cols) + " |\n| " + " | ".join("---" for _ in cols) + " |\n"
     body = ""
@@ -724,7 +765,8 @@ def main() -> int:
     p.add_argument("--only", nargs="*", default=None,
                    help="parts to run: headline sensitivity robustness factors importance "
                         "anchor4 diversity cells standardised pooled heldout target synapses "
-                        "change tasks-out task-shots condition-shots siblings matched networks")
+                        "change tasks-out task-shots condition-shots siblings matched networks "
+                        "families no-geometry")
     p.add_argument("--root", default="runs",
                    help="folder holding the stores named runs/<store> above (default runs)")
     p.add_argument("--jobs", type=int, default=1, help="threads per forest (default 1)")
@@ -908,6 +950,11 @@ def main() -> int:
                 if extra not in train.data_vars or extra not in test.data_vars:
                     raise SystemExit(f"--only {part}: the stores do not record {extra}")
                 sets.insert(-1, (f"measurable + {extra}", [*measurable, extra]))
+            if "no-geometry" in parts:
+                # each set above also without the population geometry (weights, activations
+                # and activity change, plus the extra observable where one was asked for)
+                sets[-1:-1] = [(f"{name} without geometry", [o for o in obs if o not in GEOMETRY])
+                               for name, obs in sets[:-1]]
             if "heldout" in parts or (parts & set(extras) and "tasks-out" not in parts):
                 # the held-out test of the headline protocol (recorded features, measurable
                 # observables and the loss-curve control; all classes and the anchor's 4; 5
@@ -943,6 +990,40 @@ def main() -> int:
                 print(table(rows, ["classes", "task", "observables", "n_train_runs",
                                    "n_test_runs", "test_run_mean", "test_run_min",
                                    "test_run_max"]))
+            if "families" in parts:
+                # observable families: one forest without each family in turn, and late
+                # fusion (one forest per family, probabilities averaged), on the held-out
+                # test (`--forests` seeds) and on each training task left out (one seed)
+                families = {"weights": ("weights",), "activations": ("activations",),
+                            "activity change": ("activity_change",),
+                            "geometry": tuple(g for g in GEOMETRY if g in train.data_vars)}
+                if CHANGE in train.data_vars and CHANGE in test.data_vars:
+                    families["change alignment"] = (CHANGE,)
+                every = [o for fam in families.values() for o in fam]
+                say("families / features of every network")
+                s_tr, s_te, classes = train_test_samples(train, test, label, every,
+                                                         reference="none",
+                                                         meta_keys=("task",), **goal)
+                rows = []
+                for classes_name, keep in class_views:
+                    tr = s_tr if keep is None else s_tr.subset(np.isin(s_tr.y, keep))
+                    te = s_te if keep is None else s_te.subset(np.isin(s_te.y, keep))
+                    cl = classes if keep is None else np.array(sorted(keep))
+                    say(f"families / held out / {classes_name}")
+                    rows.append({"classes": classes_name, "test": "held-out store",
+                                 **families_compare(tr, te, cl, families, trees=200,
+                                                    forests=args.forests)})
+                    tasks = tr.meta["task"].astype(str)
+                    for task in sorted(set(tasks)):
+                        say(f"families / tasks out / {classes_name} / {task}")
+                        rows.append({"classes": classes_name, "test": f"task {task} out",
+                                     **families_compare(tr.subset(tasks != task),
+                                                        tr.subset(tasks == task), cl, families,
+                                                        trees=200, forests=1)})
+                results["families"] = {"families": {k: list(v) for k, v in families.items()},
+                                       "rows": rows}
+                print(table(rows, ["classes", "test", "all", "fused",
+                                   *[f"without {k}" for k in families]]))
             if "task-shots" in parts:
                 # a task left out, with a few of its networks per class trained on: how many
                 # simulations of a new task the classifier needs
