@@ -55,6 +55,9 @@ accuracy"; per-layer accuracy beside it):
   (splits keep sibling groups whole where the matched runs allow it; 19 permutations).
 - `--only heldout no-geometry` (or `tasks-out no-geometry`, with `change` etc. as above): every
   observable set also without the population geometry.
+- `--only by-optimizer`: rule x optimizer in two stages: the optimizer from every family,
+  then the rule by a forest of that optimizer's networks on the families (all, or all but
+  one) that score best on the training tasks left out in turn (chosen without the test store).
 - `--only families`: observable families (weights, activations, activity change, geometry,
   and `change_alignment` where both stores record it): one forest without each family in
   turn, and late fusion (one forest per family, class probabilities averaged), on the held-out
@@ -714,10 +717,7 @@ def families_compare(s_tr: Any, s_te: Any, classes: np.ndarray,
         f = forest(trees, seed=seed).fit(s_tr.X[:, mask], s_tr.y)
         return class_proba(f, s_te.X[:, mask], classes)
 
-    every = np.any([family_columns(s_tr, fam) for fam in families.values()], axis=0)
-    depth = family_columns(s_tr, ())
-    masks = {"all": every, **{f"without {name}": every & (~family_columns(s_tr, fam) | depth)
-                              for name, fam in families.items()}}
+    masks = family_sets(s_tr, families)
     out: dict[str, list[float]] = {}
     for seed in range(forests):
         for name, mask in masks.items():
@@ -729,6 +729,95 @@ def families_compare(s_tr: Any, s_te: Any, classes: np.ndarray,
         out.setdefault("fused", []).append(run_level_accuracy(proba, s_te.groups, s_te.y,
                                                               classes))
     return {k: float(np.mean(v)) for k, v in out.items()}
+
+
+def family_sets(s: Any, families: dict[str, tuple[str, ...]]) -> dict[str, np.ndarray]:
+    """Column masks: every family ("all"), and every family but one ("without <family>")."""
+    every = np.any([family_columns(s, fam) for fam in families.values()], axis=0)
+    depth = family_columns(s, ())
+    return {"all": every, **{f"without {name}": every & (~family_columns(s, fam) | depth)
+                             for name, fam in families.items()}}
+
+
+def tasks_out_accuracy(s: Any, mask: np.ndarray, *, trees: int) -> list[float]:
+    """Run accuracy on each task of `s` left out in turn (one forest, seed 0, per task)."""
+    from lrsim.analysis.crossval import class_proba, run_level_accuracy
+
+    tasks = s.meta["task"].astype(str)
+    classes = np.unique(s.y)
+    out = []
+    for task in sorted(set(tasks)):
+        tr, te = s.subset(tasks != task), s.subset(tasks == task)
+        f = forest(trees).fit(tr.X[:, mask], tr.y)
+        out.append(run_level_accuracy(class_proba(f, te.X[:, mask], classes), te.groups,
+                                      te.y, classes))
+    return out
+
+
+def by_optimizer(s_tr: Any, s_te: Any, families: dict[str, tuple[str, ...]], *, trees: int,
+                 forests: int) -> dict[str, Any]:
+    """Rule x optimizer in two stages: the optimizer from every family's features (one forest
+    on all training networks), then the rule by a forest trained on that optimizer's networks
+    only, on the set of families (all, or all but one) that scores best on the training tasks
+    left out in turn among that optimizer's networks: chosen without the test store. Returns
+    each optimizer's candidates (tasks left out, held out), its choice, and the two-stage
+    run accuracy on the test store per forest seed."""
+    from lrsim.analysis.crossval import class_proba
+
+    def optimizer_of(y: np.ndarray) -> np.ndarray:
+        return np.array([c.split("+", 1)[1] for c in y])
+
+    def rule_of(y: np.ndarray) -> np.ndarray:
+        return np.array([c.split("+", 1)[0] for c in y])
+
+    sets = family_sets(s_tr, families)
+    every = sets["all"]
+    per_opt: dict[str, Any] = {}
+    for opt in sorted(set(optimizer_of(s_tr.y))):
+        tr = s_tr.subset(optimizer_of(s_tr.y) == opt)
+        tr.y = rule_of(tr.y)
+        te = s_te.subset(optimizer_of(s_te.y) == opt)
+        te.y = rule_of(te.y)
+        rows = {}
+        for name, mask in sets.items():
+            out = tasks_out_accuracy(tr, mask, trees=trees)
+            held = [fit_and_score(forest(trees, seed=seed), _columns(tr, mask),
+                                  _columns(te, mask), np.unique(tr.y))[0].run_accuracy
+                    for seed in range(forests)]
+            rows[name] = {"tasks_out_mean": float(np.mean(out)), "tasks_out": out,
+                          "held_out_mean": float(np.mean(held)), "held_out": held}
+        chosen = max(rows, key=lambda k: rows[k]["tasks_out_mean"])
+        per_opt[opt] = {"candidates": rows, "chosen": chosen}
+    runs_te = np.unique(s_te.groups)
+    truth = {g: s_te.y[s_te.groups == g][0] for g in runs_te}
+    accs = []
+    for seed in range(forests):
+        opt_forest = forest(trees, seed=seed).fit(s_tr.X[:, every], optimizer_of(s_tr.y))
+        opt_classes = np.unique(optimizer_of(s_tr.y))
+        p_opt = class_proba(opt_forest, s_te.X[:, every], opt_classes)
+        rule_forests = {}
+        for opt in opt_classes:
+            mask = sets[per_opt[opt]["chosen"]]
+            tr = s_tr.subset(optimizer_of(s_tr.y) == opt)
+            rule_forests[opt] = (forest(trees, seed=seed).fit(tr.X[:, mask], rule_of(tr.y)),
+                                 mask, np.unique(rule_of(tr.y)))
+        correct = []
+        for g in runs_te:
+            rows = s_te.groups == g
+            opt = opt_classes[np.argmax(p_opt[rows].mean(0))]
+            f, mask, rules = rule_forests[opt]
+            rule = rules[np.argmax(class_proba(f, s_te.X[rows][:, mask], rules).mean(0))]
+            correct.append(f"{rule}+{opt}" == truth[g])
+        accs.append(float(np.mean(correct)))
+    return {"optimizers": per_opt, "two_stage_runs": accs,
+            "two_stage_mean": float(np.mean(accs))}
+
+
+def _columns(s: Any, mask: np.ndarray) -> Any:
+    """The samples `s` with only the feature columns in `mask`."""
+    return type(s)(s.X[:, mask], s.y, s.groups, s.layers,
+                   list(np.array(s.feature_names)[mask]), s.channels, s.n_times, s.n_static,
+                   s.meta)
 
 
 def table(rows: list[dict[str, Any]], cols: list[str]) -> str:
@@ -766,7 +855,7 @@ def main() -> int:
                    help="parts to run: headline sensitivity robustness factors importance "
                         "anchor4 diversity cells standardised pooled heldout target synapses "
                         "change tasks-out task-shots condition-shots siblings matched networks "
-                        "families no-geometry")
+                        "families no-geometry by-optimizer")
     p.add_argument("--root", default="runs",
                    help="folder holding the stores named runs/<store> above (default runs)")
     p.add_argument("--jobs", type=int, default=1, help="threads per forest (default 1)")
@@ -990,20 +1079,36 @@ def main() -> int:
                 print(table(rows, ["classes", "task", "observables", "n_train_runs",
                                    "n_test_runs", "test_run_mean", "test_run_min",
                                    "test_run_max"]))
-            if "families" in parts:
-                # observable families: one forest without each family in turn, and late
-                # fusion (one forest per family, probabilities averaged), on the held-out
-                # test (`--forests` seeds) and on each training task left out (one seed)
-                families = {"weights": ("weights",), "activations": ("activations",),
-                            "activity change": ("activity_change",),
-                            "geometry": tuple(g for g in GEOMETRY if g in train.data_vars)}
-                if CHANGE in train.data_vars and CHANGE in test.data_vars:
-                    families["change alignment"] = (CHANGE,)
+            families = {"weights": ("weights",), "activations": ("activations",),
+                        "activity change": ("activity_change",),
+                        "geometry": tuple(g for g in GEOMETRY if g in train.data_vars)}
+            if CHANGE in train.data_vars and CHANGE in test.data_vars:
+                families["change alignment"] = (CHANGE,)
+            if parts & {"families", "by-optimizer"}:
                 every = [o for fam in families.values() for o in fam]
                 say("families / features of every network")
                 s_tr, s_te, classes = train_test_samples(train, test, label, every,
                                                          reference="none",
                                                          meta_keys=("task",), **goal)
+            if "by-optimizer" in parts and label == "rule_optimizer":
+                # the optimizer first, then the rule among that optimizer's networks on the
+                # families chosen by the training tasks left out
+                say("by optimizer")
+                r = by_optimizer(s_tr, s_te, families, trees=200, forests=args.forests)
+                results["by_optimizer"] = r
+                rows = [{"optimizer": opt, "set": name, **{k: v for k, v in c.items()
+                                                          if k.endswith("_mean")},
+                         "chosen": name == o["chosen"]}
+                        for opt, o in r["optimizers"].items()
+                        for name, c in o["candidates"].items()]
+                print(table(rows, ["optimizer", "set", "tasks_out_mean", "held_out_mean",
+                                   "chosen"]))
+                print(f"two stages, 6 classes on the test store: {r['two_stage_mean']:.3f} "
+                      f"({min(r['two_stage_runs']):.3f}-{max(r['two_stage_runs']):.3f})")
+            if "families" in parts:
+                # observable families: one forest without each family in turn, and late
+                # fusion (one forest per family, probabilities averaged), on the held-out
+                # test (`--forests` seeds) and on each training task left out (one seed)
                 rows = []
                 for classes_name, keep in class_views:
                     tr = s_tr if keep is None else s_tr.subset(np.isin(s_tr.y, keep))

@@ -55,3 +55,28 @@ def test_families_compare_finds_the_planted_family(study, samples):
     # two of the three family forests see noise only; their averaged probabilities do not
     # outvote the one that sees the rule
     assert r["fused"] >= 0.8
+
+
+def test_by_optimizer_chooses_without_the_test_store_and_finds_the_planted_classes(study):
+    # four classes rule + optimizer, each a level of one planted weight statistic (the
+    # optimizers apart by one threshold, the rules within each by another); two "tasks"
+    names = {"a": "bp+adam", "b": "fa+adam", "c": "bp+sgd", "d": "fa+sgd"}
+
+    def read(seed: int, prefix: str):
+        ds = synthetic_scan(n_runs_per_rule=16, rules=tuple(names), planted="weights.abs_q75",
+                            seed=seed, run_prefix=prefix, effect=4.0)
+        feats = TrajectoryFeatures(["weights", "activations", "activity_change"], units=0,
+                                   noise=0.0)
+        s = make_samples(ds, feats, "rule")
+        s.y = np.array([names[r] for r in s.y])
+        s.meta["task"] = np.array([f"t{int(g[-3:]) % 2}" for g in s.groups])
+        return s
+
+    tr, te = read(0, "train"), read(1, "test")
+    r = study.by_optimizer(tr, te, FAMILIES, trees=30, forests=1)
+    assert set(r["optimizers"]) == {"adam", "sgd"}
+    for opt in r["optimizers"].values():
+        assert set(opt["candidates"]) == {"all", *[f"without {k}" for k in FAMILIES]}
+        assert opt["chosen"] != "without weights"  # the rule is in the weights only
+        assert opt["candidates"]["without weights"]["held_out_mean"] <= 0.8  # chance 1/2
+    assert r["two_stage_mean"] >= 0.9
