@@ -705,17 +705,26 @@ def family_columns(s: Any, family: tuple[str, ...]) -> np.ndarray:
     return np.isin(obs, [*family, "depth"])
 
 
+def forest_proba(tr: Any, x_test: np.ndarray, mask: np.ndarray, classes: np.ndarray, *,
+                 trees: int, seed: int) -> np.ndarray:
+    """Class probabilities (in `classes` order) of the samples x_test from a forest of seed
+    `seed` fitted on the training samples `tr`, both on the feature columns in `mask`."""
+    from lrsim.analysis.crossval import class_proba
+
+    f = forest(trees, seed=seed).fit(tr.X[:, mask], tr.y)
+    return class_proba(f, x_test[:, mask], classes)
+
+
 def families_compare(s_tr: Any, s_te: Any, classes: np.ndarray,
                      families: dict[str, tuple[str, ...]], *, trees: int, forests: int
                      ) -> dict[str, float]:
     """Held-out run accuracy (mean over `forests` seeds) of one forest on every family's
     features ("all"), of one forest without each family in turn ("without <family>"), and of
     late fusion: one forest per family, their class probabilities averaged ("fused")."""
-    from lrsim.analysis.crossval import class_proba, run_level_accuracy
+    from lrsim.analysis.crossval import run_level_accuracy
 
     def fit_proba(mask: np.ndarray, seed: int) -> np.ndarray:
-        f = forest(trees, seed=seed).fit(s_tr.X[:, mask], s_tr.y)
-        return class_proba(f, s_te.X[:, mask], classes)
+        return forest_proba(s_tr, s_te.X, mask, classes, trees=trees, seed=seed)
 
     masks = family_sets(s_tr, families)
     out: dict[str, list[float]] = {}
@@ -741,16 +750,15 @@ def family_sets(s: Any, families: dict[str, tuple[str, ...]]) -> dict[str, np.nd
 
 def tasks_out_accuracy(s: Any, mask: np.ndarray, *, trees: int) -> list[float]:
     """Run accuracy on each task of `s` left out in turn (one forest, seed 0, per task)."""
-    from lrsim.analysis.crossval import class_proba, run_level_accuracy
+    from lrsim.analysis.crossval import run_level_accuracy
 
     tasks = s.meta["task"].astype(str)
     classes = np.unique(s.y)
     out = []
     for task in sorted(set(tasks)):
         tr, te = s.subset(tasks != task), s.subset(tasks == task)
-        f = forest(trees).fit(tr.X[:, mask], tr.y)
-        out.append(run_level_accuracy(class_proba(f, te.X[:, mask], classes), te.groups,
-                                      te.y, classes))
+        proba = forest_proba(tr, te.X, mask, classes, trees=trees, seed=0)
+        out.append(run_level_accuracy(proba, te.groups, te.y, classes))
     return out
 
 
@@ -762,7 +770,7 @@ def by_optimizer(s_tr: Any, s_te: Any, families: dict[str, tuple[str, ...]], *, 
     left out in turn among that optimizer's networks: chosen without the test store. Returns
     each optimizer's candidates (tasks left out, held out), its choice, and the two-stage
     run accuracy on the test store per forest seed."""
-    from lrsim.analysis.crossval import class_proba
+    from lrsim.analysis.crossval import run_level_accuracy
 
     def optimizer_of(y: np.ndarray) -> np.ndarray:
         return np.array([c.split("+", 1)[1] for c in y])
@@ -772,52 +780,46 @@ def by_optimizer(s_tr: Any, s_te: Any, families: dict[str, tuple[str, ...]], *, 
 
     sets = family_sets(s_tr, families)
     every = sets["all"]
+    opt_classes = np.unique(optimizer_of(s_tr.y))
     per_opt: dict[str, Any] = {}
-    for opt in sorted(set(optimizer_of(s_tr.y))):
+    # each candidate rule forest's probabilities on every test sample (a test network goes
+    # to the rule forest of the optimizer predicted for it, not of its true one)
+    rule_proba: dict[str, dict[str, list[np.ndarray]]] = {}
+    rule_classes: dict[str, np.ndarray] = {}
+    for opt in opt_classes:
         tr = s_tr.subset(optimizer_of(s_tr.y) == opt)
         tr.y = rule_of(tr.y)
-        te = s_te.subset(optimizer_of(s_te.y) == opt)
-        te.y = rule_of(te.y)
-        rows = {}
+        rules = rule_classes[opt] = np.unique(tr.y)
+        own = optimizer_of(s_te.y) == opt
+        rows, rule_proba[opt] = {}, {}
         for name, mask in sets.items():
             out = tasks_out_accuracy(tr, mask, trees=trees)
-            held = [fit_and_score(forest(trees, seed=seed), _columns(tr, mask),
-                                  _columns(te, mask), np.unique(tr.y))[0].run_accuracy
-                    for seed in range(forests)]
+            probas = rule_proba[opt][name] = [
+                forest_proba(tr, s_te.X, mask, rules, trees=trees, seed=seed)
+                for seed in range(forests)]
+            held = [run_level_accuracy(p[own], s_te.groups[own], rule_of(s_te.y[own]), rules)
+                    for p in probas]
             rows[name] = {"tasks_out_mean": float(np.mean(out)), "tasks_out": out,
                           "held_out_mean": float(np.mean(held)), "held_out": held}
         chosen = max(rows, key=lambda k: rows[k]["tasks_out_mean"])
         per_opt[opt] = {"candidates": rows, "chosen": chosen}
     runs_te = np.unique(s_te.groups)
     truth = {g: s_te.y[s_te.groups == g][0] for g in runs_te}
+    tr_opt = type(s_tr)(s_tr.X, optimizer_of(s_tr.y), s_tr.groups, s_tr.layers,
+                        s_tr.feature_names, s_tr.channels, s_tr.n_times, s_tr.n_static)
     accs = []
     for seed in range(forests):
-        opt_forest = forest(trees, seed=seed).fit(s_tr.X[:, every], optimizer_of(s_tr.y))
-        opt_classes = np.unique(optimizer_of(s_tr.y))
-        p_opt = class_proba(opt_forest, s_te.X[:, every], opt_classes)
-        rule_forests = {}
-        for opt in opt_classes:
-            mask = sets[per_opt[opt]["chosen"]]
-            tr = s_tr.subset(optimizer_of(s_tr.y) == opt)
-            rule_forests[opt] = (forest(trees, seed=seed).fit(tr.X[:, mask], rule_of(tr.y)),
-                                 mask, np.unique(rule_of(tr.y)))
+        p_opt = forest_proba(tr_opt, s_te.X, every, opt_classes, trees=trees, seed=seed)
         correct = []
         for g in runs_te:
-            rows = s_te.groups == g
-            opt = opt_classes[np.argmax(p_opt[rows].mean(0))]
-            f, mask, rules = rule_forests[opt]
-            rule = rules[np.argmax(class_proba(f, s_te.X[rows][:, mask], rules).mean(0))]
+            rows_g = s_te.groups == g
+            opt = opt_classes[np.argmax(p_opt[rows_g].mean(0))]
+            p_rule = rule_proba[opt][per_opt[opt]["chosen"]][seed][rows_g]
+            rule = rule_classes[opt][np.argmax(p_rule.mean(0))]
             correct.append(f"{rule}+{opt}" == truth[g])
         accs.append(float(np.mean(correct)))
     return {"optimizers": per_opt, "two_stage_runs": accs,
             "two_stage_mean": float(np.mean(accs))}
-
-
-def _columns(s: Any, mask: np.ndarray) -> Any:
-    """The samples `s` with only the feature columns in `mask`."""
-    return type(s)(s.X[:, mask], s.y, s.groups, s.layers,
-                   list(np.array(s.feature_names)[mask]), s.channels, s.n_times, s.n_static,
-                   s.meta)
 
 
 def table(rows: list[dict[str, Any]], cols: list[str]) -> str:
