@@ -216,6 +216,33 @@ def rings(seed=0, test_fraction=0.2, classes=3, dim=10, samples=2000) -> Task:
     return _classification("rings", x, labels, classes, test_fraction, seed)
 
 
+@tasks.register("checkerboard", params={
+    "seed": _SEED, "test_fraction": _TEST,
+    "cells": Param(4, "cells along each side of the board", low=2, high=1000),
+    "classes": Param(2, "colours, assigned (i + j) mod classes to cell (i, j)", low=2,
+                     high=1000),
+    "dim": Param(10, "input dimension (the board's plane is a random 2-D subspace)", low=2,
+                 high=100000),
+    "noise": Param(0.05, "std of isotropic input noise", low=0.0),
+    "samples": _SAMPLES})
+def checkerboard(seed=0, test_fraction=0.2, cells=4, classes=2, dim=10, noise=0.05,
+                 samples=2000) -> Task:
+    """A checkerboard, XOR generalised to a grid: u ~ U([-1, 1]^2), cell (i, j) =
+    floor(cells (u + 1) / 2), label (i + j) mod classes, so neighbouring cells differ and no
+    linear readout beats chance; the board is placed in a random 2-D subspace of R^dim
+    (orthonormal basis Q, dim x 2) plus N(0, noise^2 I)."""
+    if classes > cells * cells:
+        raise ConfigError(f"task 'checkerboard': {classes} classes need at least that many "
+                          f"cells; {cells} x {cells} has {cells * cells}")
+    rng = np.random.default_rng(seed)
+    basis, _ = np.linalg.qr(rng.standard_normal((dim, 2)))
+    u = rng.uniform(-1.0, 1.0, (samples, 2))
+    cell = np.minimum(np.floor(cells * (u + 1) / 2), cells - 1).astype(int)
+    labels = (cell[:, 0] + cell[:, 1]) % classes
+    x = u @ basis.T + noise * rng.standard_normal((samples, dim))
+    return _classification("checkerboard", x, labels, classes, test_fraction, seed)
+
+
 @tasks.register("random_labels", params={
     "seed": _SEED, "test_fraction": _TEST,
     "classes": Param(10, "number of labels", low=2, high=1000),

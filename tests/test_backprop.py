@@ -17,7 +17,8 @@ def autograd_grads(net: RateNetwork, x, t, activation: str, loss: str):
     act = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid,
            "linear": lambda z: z, "elu": torch.nn.functional.elu,
            "softplus": lambda z: torch.log1p(torch.exp(z)),
-           "leaky_relu": lambda z: torch.where(z > 0, z, 0.01 * z)}[activation]
+           "leaky_relu": lambda z: torch.where(z > 0, z, 0.01 * z),
+           "silu": lambda z: z / (1 + torch.exp(-z))}[activation]
     h = x
     for l, (w, b) in enumerate(zip(ws, bs)):
         h = torch.einsum("kni,koi->kno", h, w) + b[:, None, :]

@@ -48,15 +48,32 @@ TRAINING_STORES = ("anchor-train", "anchor-tasks", "anchor-tasks2", "anchor-task
                    "anchor-activations", "anchor-variants", "anchor-conditions")
 
 
+TEST_CONDITIONS = {"anchor-test": ("gaussian_mixture", "elu", (192, 144, 112)),
+                   "anchor-test2": ("checkerboard", "silu", (176, 104))}
+
+
+@pytest.mark.parametrize("test_store", sorted(TEST_CONDITIONS))
 @pytest.mark.parametrize("name", TRAINING_STORES)
-def test_no_training_store_has_the_test_condition_s_task_activation_or_architecture(name):
-    test = _networks("anchor-test")
+def test_no_training_store_has_the_test_condition_s_task_activation_or_architecture(
+        name, test_store):
+    test = _networks(test_store)
     tasks = {r["task"]["name"] for r in test}
     activations = {r["model"]["activation"] for r in test}
     architectures = {tuple(r["model"]["hidden"]) for r in test}
-    assert (tasks, activations, architectures) == ({"gaussian_mixture"}, {"elu"},
-                                                   {(192, 144, 112)})
+    task, activation, hidden = TEST_CONDITIONS[test_store]
+    assert (tasks, activations, architectures) == ({task}, {activation}, {hidden})
     for r in _networks(name):
         assert r["task"]["name"] not in tasks
         assert r["model"]["activation"] not in activations
         assert tuple(r["model"]["hidden"]) not in architectures
+
+
+def test_the_two_test_conditions_share_no_task_activation_or_architecture_and_no_class():
+    """The second test store is a second condition, not more networks of the first: it shares
+    none of the three with it, and has the same 6 classes, 24 networks each."""
+    first, second = TEST_CONDITIONS["anchor-test"], TEST_CONDITIONS["anchor-test2"]
+    assert all(a != b for a, b in zip(first, second))
+    classes = [(r["rule"]["name"], r["train"]["optimizer"]) for r in _networks("anchor-test2")]
+    assert {c: classes.count(c) for c in set(classes)} == {
+        (rule, opt): 24 for rule in ("backprop", "feedback_alignment", "information_alignment")
+        for opt in ("momentum", "adam")}

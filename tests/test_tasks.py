@@ -274,6 +274,47 @@ def test_rings_split_the_norm_at_equal_probability_shells():
     np.testing.assert_allclose(np.bincount(lab) / len(lab), 1 / 3, atol=0.03)
 
 
+def test_checkerboard_colours_alternate_over_a_grid_in_a_plane():
+    """The board recovered from the data alone (SVD: the plane; the cells from its coordinates)
+    gives each cell one colour, neighbours different colours; a linear classifier is at
+    chance and a nearest-neighbour one is not."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neighbors import KNeighborsClassifier
+
+    task = tasks.create("checkerboard", cells=4, classes=2, dim=6, noise=0.0, samples=4000)
+    x = np.concatenate([task.x_train.numpy(), task.x_test.numpy()])
+    lab = np.concatenate([task.labels_train.numpy(), task.labels_test.numpy()])
+    _, sv, vt = np.linalg.svd(x, full_matrices=False)
+    assert sv[2] < 1e-10 * sv[0]  # a 2-D plane of R^6
+    plane = x @ vt[:2].T  # a rotation (or reflection) of the board's [-1, 1]^2 coordinates
+    # rotate the plane so that the board's edges align with the axes: the colour of a point
+    # must then be constant on each of the 4 x 4 cells of the bounding square
+    best = None
+    for angle in np.linspace(0, np.pi / 2, 721):
+        c, s = np.cos(angle), np.sin(angle)
+        p = plane @ np.array([[c, -s], [s, c]])
+        lo, hi = p.min(0), p.max(0)
+        cell = np.minimum(np.floor(4 * (p - lo) / (hi - lo)), 3).astype(int)
+        key = cell[:, 0] * 4 + cell[:, 1]
+        impure = sum(len(np.unique(lab[key == k])) > 1 for k in np.unique(key))
+        if best is None or impure < best[0]:
+            best = (impure, cell, key)
+    impure, cell, key = best
+    assert impure <= 2  # edge cells may mix at the rotation grid's resolution
+    colour = {k: np.bincount(lab[key == k]).argmax() for k in np.unique(key)}
+    for (i, j) in [(i, j) for i in range(3) for j in range(4)]:
+        assert colour[i * 4 + j] != colour[(i + 1) * 4 + j]  # vertical neighbours differ
+        assert colour[j * 4 + i] != colour[j * 4 + i + 1]  # horizontal neighbours differ
+    np.testing.assert_allclose(np.bincount(lab) / len(lab), 0.5, atol=0.03)
+    xtr, ltr = task.x_train.numpy(), task.labels_train.numpy()
+    xte, lte = task.x_test.numpy(), task.labels_test.numpy()
+    linear = (LogisticRegression(max_iter=500).fit(xtr, ltr).predict(xte) == lte).mean()
+    knn = (KNeighborsClassifier(5).fit(xtr, ltr).predict(xte) == lte).mean()
+    assert linear < 0.5 + 3.5 * np.sqrt(0.25 / len(lte)) and knn > 0.9
+    with pytest.raises(ConfigError, match=r"5 classes need at least that many cells; 2 x 2"):
+        tasks.create("checkerboard", cells=2, classes=5)
+
+
 def test_random_labels_carry_no_information_about_the_inputs():
     """Zhang et al. 2017: a classifier fitted on the training split predicts the test labels at
     chance, and the labels are uniform over the classes (chi-square)."""
@@ -308,3 +349,16 @@ def test_linear_modes_is_a_linear_map_with_geometric_singular_values():
     np.testing.assert_allclose(task.x_test.numpy() @ a_t, task.y_test.numpy(), atol=1e-10)
     other = tasks.create("linear_modes", dim=12, outputs=6, decay=0.5, samples=400, seed=2)
     assert not np.allclose(other.y_train.numpy(), y)
+
+
+@pytest.mark.parametrize("name", [n for n in tasks.names() if n not in ("mnist", "cifar10")])
+def test_memory_estimate_reads_each_synthetic_task_size(name: str):
+    """The budget's (inputs, outputs, samples) of a task, read from its parameters without
+    loading data, are those of the data the task makes (image tasks need files: fixed sizes)."""
+    from lrsim.budget import _task_dims
+    from lrsim.config import Experiment
+
+    exp = Experiment.model_validate({"name": "t", "task": {"name": name}})
+    task = tasks.create(name)
+    n = len(task.x_train) + len(task.x_test)
+    assert _task_dims(exp) == (task.n_in, task.n_out, n)

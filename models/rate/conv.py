@@ -7,9 +7,10 @@ Layer l of replica k computes, per sample n, output channel o and output positio
 
 (kernel offsets u, stride s, zero padding pad); the network applies h = f(z) after. Pooling
 acts on z, before the activation: for max pooling and a non-decreasing f (every activation lrsim
-has) f(maxpool(a)) = maxpool(f(a)), so this is the usual conv -> f -> pool layer; average
-pooling gives conv -> avgpool -> f. The K networks run as one convolution with `groups = K`:
-input (N, K*C_in, H, W), kernels (K*C_out, C_in, kh, kw), so group k sees only replica k's
+has but silu) f(maxpool(a)) = maxpool(f(a)), so this is the usual conv -> f -> pool layer; with
+silu, and with average pooling, the layer is conv -> pool -> f. The K networks run as one
+convolution with `groups = K`: input (N, K*C_in, H, W), kernels (K*C_out, C_in, kh, kw), so
+group k sees only replica k's
 channels and kernels, and replica k in a batch computes what it computes alone. No Python loop
 runs over replicas.
 

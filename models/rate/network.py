@@ -20,6 +20,12 @@ from torch import Tensor
 
 from lrsim.layers import Layer, dense_layers
 
+
+def _silu_prime(z: Tensor, h: Tensor) -> Tensor:
+    s = torch.sigmoid(z)
+    return s + h * (1 - s)
+
+
 ACTIVATIONS: dict[str, tuple[Callable[[Tensor], Tensor], Callable[[Tensor, Tensor], Tensor], float]]
 ACTIVATIONS = {
     # name: (f(z), f'(z) given (z, h), init gain)
@@ -39,6 +45,9 @@ ACTIVATIONS = {
     "leaky_relu": (torch.nn.functional.leaky_relu,
                    lambda z, h: torch.where(z > 0, torch.ones_like(z), torch.full_like(z, 0.01)),
                    math.sqrt(2.0 / (1 + 0.01 ** 2))),
+    # SiLU / swish (Elfwing, Uchibe & Doya 2018, Neural Networks; Ramachandran, Zoph & Le 2017)
+    # z sigmoid(z): f'(z) = s + h (1 - s) with s = sigmoid(z); He's gain as for relu
+    "silu": (torch.nn.functional.silu, lambda z, h: _silu_prime(z, h), math.sqrt(2.0)),
 }
 LOSSES = ("cross_entropy", "mse")
 

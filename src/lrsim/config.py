@@ -86,7 +86,7 @@ class ModelSpec(_Strict):
     hidden: list[Annotated[int, Field(ge=1, le=1_000_000)]] = Field(
         default_factory=lambda: [64, 64])
     activation: Literal["relu", "tanh", "sigmoid", "linear", "elu", "softplus",
-                        "leaky_relu"] = "relu"
+                        "leaky_relu", "silu"] = "relu"
     bias: bool = True
     init_scale: float = Field(1.0, gt=0)
 

@@ -84,7 +84,7 @@ LABELS: dict[str, Meta] = {
     "steps": Meta("training steps", "Optimizer updates in the whole run."),
     "task": Meta("task", "Name of the task learned.", None),
     "activation": Meta("activation function", "relu | tanh | sigmoid | linear | elu | softplus | "
-                       "leaky_relu (lif: spiking).",
+                       "leaky_relu | silu (lif: spiking).",
                        None),
     "architecture": Meta("architecture", "Layer widths: conv channels as c<n>, then hidden "
                          "widths, e.g. 64-64 or c16-c32-64.", None),
