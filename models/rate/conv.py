@@ -10,9 +10,8 @@ acts on z, before the activation: for max pooling and a non-decreasing f (every 
 has but silu) f(maxpool(a)) = maxpool(f(a)), so this is the usual conv -> f -> pool layer; with
 silu, and with average pooling, the layer is conv -> pool -> f. The K networks run as one
 convolution with `groups = K`: input (N, K*C_in, H, W), kernels (K*C_out, C_in, kh, kw), so
-group k sees only replica k's
-channels and kernels, and replica k in a batch computes what it computes alone. No Python loop
-runs over replicas.
+group k sees only replica k's channels and kernels, and replica k in a batch computes what it
+computes alone. No Python loop runs over replicas.
 
 Tensors. Weights are stored as matrices W (K, C_out, C_in*kh*kw) (the kernel of output channel
 o is row o; a free view of the 4-D kernel), so per-replica scalars (K, 1, 1), optimizers and
