@@ -231,9 +231,10 @@ def checkerboard(seed=0, test_fraction=0.2, cells=4, classes=2, dim=10, noise=0.
     floor(cells (u + 1) / 2), label (i + j) mod classes, so neighbouring cells differ and no
     linear readout beats chance; the board is placed in a random 2-D subspace of R^dim
     (orthonormal basis Q, dim x 2) plus N(0, noise^2 I)."""
-    if classes > cells * cells:
-        raise ConfigError(f"task 'checkerboard': {classes} classes need at least that many "
-                          f"cells; {cells} x {cells} has {cells * cells}")
+    if classes > 2 * cells - 1:
+        raise ConfigError(f"task 'checkerboard': {classes} classes need cells >= "
+                          f"{(classes + 2) // 2} (i + j on {cells} x {cells} cells takes "
+                          f"{2 * cells - 1} values)")
     rng = np.random.default_rng(seed)
     basis, _ = np.linalg.qr(rng.standard_normal((dim, 2)))
     u = rng.uniform(-1.0, 1.0, (samples, 2))

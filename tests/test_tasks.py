@@ -311,8 +311,11 @@ def test_checkerboard_colours_alternate_over_a_grid_in_a_plane():
     linear = (LogisticRegression(max_iter=500).fit(xtr, ltr).predict(xte) == lte).mean()
     knn = (KNeighborsClassifier(5).fit(xtr, ltr).predict(xte) == lte).mean()
     assert linear < 0.5 + 3.5 * np.sqrt(0.25 / len(lte)) and knn > 0.9
-    with pytest.raises(ConfigError, match=r"5 classes need at least that many cells; 2 x 2"):
-        tasks.create("checkerboard", cells=2, classes=5)
+    # (i + j) mod classes on 2 x 2 cells reaches 3 colours, not 4
+    assert len(np.unique(tasks.create("checkerboard", cells=2, classes=3).labels_train)) == 3
+    with pytest.raises(ConfigError, match=r"4 classes need cells >= 3 \(i \+ j on 2 x 2 cells "
+                                          r"takes 3 values\)"):
+        tasks.create("checkerboard", cells=2, classes=4)
 
 
 def test_random_labels_carry_no_information_about_the_inputs():

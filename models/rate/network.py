@@ -47,7 +47,7 @@ ACTIVATIONS = {
                    math.sqrt(2.0 / (1 + 0.01 ** 2))),
     # SiLU / swish (Elfwing, Uchibe & Doya 2018, Neural Networks; Ramachandran, Zoph & Le 2017)
     # z sigmoid(z): f'(z) = s + h (1 - s) with s = sigmoid(z); He's gain as for relu
-    "silu": (torch.nn.functional.silu, lambda z, h: _silu_prime(z, h), math.sqrt(2.0)),
+    "silu": (torch.nn.functional.silu, _silu_prime, math.sqrt(2.0)),
 }
 LOSSES = ("cross_entropy", "mse")
 
