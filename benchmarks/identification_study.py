@@ -31,7 +31,8 @@ accuracy"; per-layer accuracy beside it):
   (`synaptic_similarity`) added; `--only heldout change`: with the alignment of the activity
   change with the initial correlations (`change_alignment`) added; `--forests N` averages N
   forest seeds instead of 5 (the held-out figure moves by several points between groups of 5).
-  `--root DIR` reads the stores from DIR instead of runs/.
+  `--root DIR` reads the stores from DIR instead of runs/; `--test DIR` holds out another
+  store, e.g. the second test condition (experiments/anchor-test2.toml, and its XOR variant).
 - `--only tasks-out`: each task of the training stores left out in turn (trained on the other
   tasks, tested on its networks; `--forests` seeds of 200 trees, all classes and the anchor's
   4, measurable and the control; with `change`, `target` or `synapses` also the measurable
