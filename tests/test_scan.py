@@ -431,6 +431,25 @@ def test_embedded_cluster_admits_only_its_own_client():
                 assert err.value.code == 404
 
 
+def test_embedded_workers_keep_dask_s_own_log_off_the_terminal():
+    """After Ctrl-C the scheduler closes before the workers, and a worker's heartbeat then logs
+    an error with a traceback to the terminal the workers share. In the worker processes of the
+    embedded cluster Dask's loggers are at CRITICAL (the parent's are not touched)."""
+    from distributed import Client
+
+    from lrsim.scan.cluster import embedded
+
+    parent = logging.getLogger("distributed.worker").getEffectiveLevel()
+    with embedded(workers=1) as (cluster, security), Client(cluster, security=security) as c:
+        got = c.run(lambda: (os.getpid(), {
+            n: logging.getLogger(n).getEffectiveLevel()
+            for n in ("distributed.worker", "distributed.core", "tornado", "asyncio")}))
+    ((pid, levels),) = got.values()
+    assert pid != os.getpid()
+    assert set(levels.values()) == {logging.CRITICAL}
+    assert logging.getLogger("distributed.worker").getEffectiveLevel() == parent
+
+
 # ------------------------------------------------------------------ batch systems (dask-jobqueue)
 
 CLUSTER = {"queue": "cpu", "account": "mylab", "walltime": "04:00:00", "cores": 8,

@@ -187,7 +187,8 @@ def embedded(workers: int | None = None, dashboard: str | None = None) -> Iterat
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                host="127.0.0.1", protocol="tls://", security=security,
                                dashboard_address=dashboard or None,
-                               silence_logs=logging.ERROR)
+                               silence_logs=logging.ERROR,
+                               preload=["lrsim.scan.worker_logging"])
     try:
         yield cluster, security
     finally:
