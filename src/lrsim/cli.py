@@ -155,8 +155,10 @@ def _quiet_shutdown() -> None:
     complain while the interpreter exits; the one line that was printed says all there is."""
     import logging
 
+    from lrsim.scan.worker_logging import QUIET_LOGGERS
+
     sys.unraisablehook = lambda _: None
-    for name in ("distributed", "tornado", "asyncio"):
+    for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.CRITICAL + 1)
 
 

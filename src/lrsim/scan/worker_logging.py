@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+# Dask's loggers and those of the event loop under it; the client side quiets the same ones
+# while it closes a cluster (`lrsim.scan.cluster.quietly`) and after Ctrl-C (`lrsim.cli`)
 QUIET_LOGGERS = ("distributed", "tornado", "asyncio")
 
 
