@@ -44,8 +44,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def with_steps(job: Job, steps: int, device: str | None = None) -> Job:
     """The same job with `train.steps` replaced (observation schedule: same number of points)
-    and recorded unit counts capped at the narrowest hidden layer (the study file asks for 100
-    units of layers 64 and 32 wide, which lrsim refuses); on `device` where one is given."""
+    and recorded unit counts capped at the narrowest hidden layer (a study file that asks for
+    more units than a layer has is refused by lrsim); on `device` where one is given."""
     runs = []
     for r in job.runs:
         cfg = copy.deepcopy(r.config)
