@@ -75,6 +75,7 @@ from lrsim.analysis.generalisation import (
 from lrsim.analysis.importance import importance
 from lrsim.analysis.labels import check_label_name, per_run_keys, with_label
 from lrsim.analysis.measurable import split_observables
+from lrsim.analysis.novelty import training_distance
 from lrsim.analysis.null import default_permutations, null_test
 from lrsim.analysis.progress import Progress, silent
 from lrsim.analysis.protocol import search_protocols, views
@@ -535,9 +536,10 @@ class _Study:
             if p.internal:
                 every = score_held_out(*pair_at(observables=[*p.measurable, *p.internal]),
                                        classes, forest, tick=tick)["forest"]
+        distance = training_distance(train, test, GENERALISATION_KEYS) if full else None
         return HeldOut(kind, key, value, n_train, n_test, [str(c) for c in classes], unseen,
                        scores, breakdown, ctrl, every, chosen, spread,
-                       scores[chosen].confusion.confused_pairs(), seen or {})
+                       scores[chosen].confusion.confused_pairs(), seen or {}, distance)
 
     def holdout(self, samples: Samples, key: str, value: str, kind: str, full: bool
                 ) -> HeldOut:

@@ -179,6 +179,41 @@ class Section:
 
 
 @dataclass
+class TrainingDistance:
+    """How far the test runs lie from the training runs in the classifier's feature space
+    (`lrsim.analysis.novelty`): `test`, the median over test samples of the mean distance to
+    their `neighbours` nearest training samples (features scaled by the training median and
+    interquartile range); `conditions`, per training condition (`keys` joined with '/'), the
+    same distance of its samples from the other training conditions: what a condition never
+    trained on looks like from the rest."""
+
+    test: float
+    conditions: dict[str, float] = field(default_factory=dict)
+    neighbours: int = 5
+    keys: list[str] = field(default_factory=list)
+
+    @property
+    def rank(self) -> float:
+        """The fraction of training conditions that lie nearer the rest than the test runs lie
+        to the training runs (NaN without conditions)."""
+        ref = list(self.conditions.values())
+        return float(np.mean([r < self.test for r in ref])) if ref else math.nan
+
+    @property
+    def text(self) -> str:
+        """One line, e.g. 'the test runs lie 27.7 from the training runs; each of the 72
+        training conditions left out lies 6.5-35.9 from the others (median 13.8): farther
+        than 88% of them'."""
+        line = f"the test runs lie {self.test:.1f} from the training runs"
+        ref = list(self.conditions.values())
+        if not ref:
+            return line
+        return (f"{line}; each of the {len(ref)} training conditions left out lies "
+                f"{min(ref):.1f}-{max(ref):.1f} from the others (median {np.median(ref):.1f}):"
+                f" farther than {self.rank:.0%} of them")
+
+
+@dataclass
 class HeldOut:
     """Train on some runs, test on others never seen: `--holdout KEY=VALUE`, a `--test` store
     (key "store", value its path), or an automatic hold-out of one value of a key that varies.
@@ -192,7 +227,9 @@ class HeldOut:
     distribution). `confused_pairs`: the pairs of classes the chosen classifier confuses most
     on the test runs. `seen_in_training` (a `--test` store): per condition key (task,
     activation, architecture, substrate), the test runs' values the training runs have too
-    (empty lists: a condition never trained on)."""
+    (empty lists: a condition never trained on). `distance` (a `--test` store or a
+    `--holdout`): how far the test runs' features lie from the training runs', against the
+    training conditions left out in turn."""
 
     kind: str
     key: str
@@ -209,6 +246,7 @@ class HeldOut:
     forest_seeds: list[float] = field(default_factory=list)
     confused_pairs: list[ConfusedPair] = field(default_factory=list)
     seen_in_training: dict[str, list[str]] = field(default_factory=dict)
+    distance: TrainingDistance | None = None
 
     @property
     def condition(self) -> str:

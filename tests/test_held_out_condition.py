@@ -53,6 +53,19 @@ def test_summary_and_report_name_the_shared_part(new_task):
     assert back.headline.held_out[0].seen_in_training == r.headline.held_out[0].seen_in_training
 
 
+def test_summary_and_report_say_how_far_the_test_runs_lie_from_training(new_task):
+    _, _, r = new_task
+    (ho,) = r.headline.held_out
+    # one training condition (task 'seen', one architecture): a distance, no reference
+    assert ho.distance is not None and ho.distance.test > 0 and ho.distance.conditions == {}
+    line = f"the test runs lie {ho.distance.test:.1f} from the training runs"
+    assert f"in feature space: {line}" in "\n".join(summary_lines(r))
+    assert f"in the classifier's feature space, {line}" in render(r)
+    back = IdentifyResult.from_dict(r.to_dict())
+    assert back.headline.held_out[0].distance == ho.distance
+    assert all(g.distance is None for g in r.generalisation)  # automatic hold-outs: not asked
+
+
 def test_a_condition_never_trained_on_is_said_so(new_task):
     _, _, r = new_task
     r = IdentifyResult.from_dict(r.to_dict())  # a copy: the fixture stays as identify wrote it

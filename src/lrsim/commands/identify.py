@@ -275,6 +275,8 @@ def summary_lines(r: IdentifyResult) -> list[str]:
                      f"test runs), measurable only:")
         if ho.condition:
             lines.append(f"  the test runs' condition: {ho.condition}")
+        if ho.distance is not None:
+            lines.append(f"  in feature space: {ho.distance.text}")
         for clf, s in ho.scores.items():
             mark = ("   <- leads (chosen by within-store cross-validation)"
                     if clf == ho.lead and len(ho.scores) > 1 else "")

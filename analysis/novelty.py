@@ -1,0 +1,98 @@
+"""How far the test runs' recordings lie from the training runs', against how far each
+training condition lies from the others.
+
+A held-out accuracy says how well the classifier does on these test networks; it does not say
+whether they resemble what it was trained on. On a condition unlike every training condition
+the figure need not carry over to the next one (the anchor study's held-out conditions ranged
+34-73% for the same classifier). This module measures the distance in the classifier's own
+feature space:
+
+- features scaled per column by the training samples' median and interquartile range (a
+  column with no spread, or a missing value, counts as 0);
+- a sample's distance: the mean Euclidean distance to its k nearest training samples;
+- the test distance: the median over the test samples;
+- the reference: each training condition (its task, activation, architecture, substrate) in
+  turn, the median distance of its samples to the k nearest training samples of *other*
+  conditions, i.e. what a condition never trained on looks like from the rest of the store.
+
+The test distance's rank among the references says whether the test runs are as far from
+training as a typical new condition of the store (rank ~ 0.5) or farther than all of them.
+It is a warning sign, not a prediction: on the anchor study's nine held-out sets (six training
+tasks left out in turn, three test stores; `benchmarks/training_distance.py`) the 6-class
+accuracy fell with the distance (Spearman rho = -0.77), and the three sets farther than 85% of
+the training conditions scored 40-52%; but one set as near as a typical condition scored 46%.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from lrsim.analysis.features import Samples
+from lrsim.analysis.results import TrainingDistance
+
+NEIGHBOURS = 5
+_CHUNK = 512  # query rows per distance block
+
+
+def robust_scale(train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(median, interquartile range) per column of `train`, ignoring NaN; a range that is 0
+    or undefined is 1."""
+    med = np.nanmedian(train, axis=0)
+    q75, q25 = np.nanpercentile(train, [75, 25], axis=0)
+    iqr = q75 - q25
+    iqr[~(iqr > 0)] = 1.0
+    med[~np.isfinite(med)] = 0.0
+    return med, iqr
+
+
+def _scaled(x: np.ndarray, med: np.ndarray, iqr: np.ndarray) -> np.ndarray:
+    return np.nan_to_num((x - med) / iqr, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def nearest_distances(reference: np.ndarray, query: np.ndarray, k: int = NEIGHBOURS,
+                      exclude: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Per query row, the mean Euclidean distance to its k nearest rows of `reference`
+    (already scaled). `exclude` = (reference labels, query labels): a query row ignores the
+    reference rows that carry its own label."""
+    k = min(k, len(reference))
+    ref_sq = np.einsum("ij,ij->i", reference, reference)
+    out = np.empty(len(query))
+    for start in range(0, len(query), _CHUNK):
+        q = query[start:start + _CHUNK]
+        d2 = np.einsum("ij,ij->i", q, q)[:, None] + ref_sq[None, :] - 2.0 * q @ reference.T
+        np.maximum(d2, 0.0, out=d2)
+        if exclude is not None:
+            d2[exclude[1][start:start + _CHUNK, None] == exclude[0][None, :]] = np.inf
+        part = np.partition(d2, k - 1, axis=1)[:, :k]
+        out[start:start + len(q)] = np.sqrt(part).mean(axis=1)
+    return out
+
+
+def conditions(samples: Samples, keys: Sequence[str]) -> np.ndarray:
+    """Per sample, its condition: the values of the meta `keys` it has, joined with '/'."""
+    present = [k for k in keys if k in samples.meta]
+    if not present:
+        return np.full(len(samples.y), "", dtype=object)
+    return np.array(["/".join(map(str, v)) for v in zip(*(samples.meta[k] for k in present))],
+                    dtype=object)
+
+
+def training_distance(train: Samples, test: Samples, keys: Sequence[str],
+                      k: int = NEIGHBOURS) -> TrainingDistance:
+    """The test samples' distance from the training samples and, per training condition
+    (`keys`), that condition's distance from the other training conditions (module
+    docstring). With one training condition there is no reference (empty)."""
+    med, iqr = robust_scale(train.X)
+    ref = _scaled(train.X, med, iqr)
+    test_d = float(np.median(nearest_distances(ref, _scaled(test.X, med, iqr), k)))
+    cond = conditions(train, keys)
+    names = sorted(set(cond))
+    per_condition: dict[str, float] = {}
+    if len(names) > 1:
+        codes = np.searchsorted(names, cond)
+        own = nearest_distances(ref, ref, k, exclude=(codes, codes))
+        per_condition = {n: float(np.median(own[codes == i])) for i, n in enumerate(names)}
+    return TrainingDistance(test=test_d, conditions=per_condition, neighbours=k,
+                            keys=[key for key in keys if key in train.meta])
