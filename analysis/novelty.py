@@ -33,7 +33,18 @@ from lrsim.analysis.features import Samples
 from lrsim.analysis.results import TrainingDistance
 
 NEIGHBOURS = 5
+# medians are read from at most this many evenly spaced query samples (all training samples
+# stay in the reference): the cost stays near linear in the store's size
+TEST_QUERIES = 2000
+QUERIES_PER_CONDITION = 200
 _CHUNK = 512  # query rows per distance block
+
+
+def evenly(index: np.ndarray, cap: int) -> np.ndarray:
+    """At most `cap` entries of `index`, evenly spaced (all of them when there are fewer)."""
+    if len(index) <= cap:
+        return index
+    return index[np.linspace(0, len(index) - 1, cap).round().astype(int)]
 
 
 def robust_scale(train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -80,19 +91,24 @@ def conditions(samples: Samples, keys: Sequence[str]) -> np.ndarray:
 
 
 def training_distance(train: Samples, test: Samples, keys: Sequence[str],
-                      k: int = NEIGHBOURS) -> TrainingDistance:
+                      k: int = NEIGHBOURS, test_queries: int = TEST_QUERIES,
+                      queries_per_condition: int = QUERIES_PER_CONDITION) -> TrainingDistance:
     """The test samples' distance from the training samples and, per training condition
     (`keys`), that condition's distance from the other training conditions (module
-    docstring). With one training condition there is no reference (empty)."""
+    docstring), each a median over at most `test_queries` / `queries_per_condition` evenly
+    spaced samples. With one training condition there is no reference (empty)."""
     med, iqr = robust_scale(train.X)
     ref = _scaled(train.X, med, iqr)
-    test_d = float(np.median(nearest_distances(ref, _scaled(test.X, med, iqr), k)))
+    queries = evenly(np.arange(len(test.X)), test_queries)
+    test_d = float(np.median(nearest_distances(ref, _scaled(test.X[queries], med, iqr), k)))
     cond = conditions(train, keys)
     names = sorted(set(cond))
     per_condition: dict[str, float] = {}
     if len(names) > 1:
         codes = np.searchsorted(names, cond)
-        own = nearest_distances(ref, ref, k, exclude=(codes, codes))
-        per_condition = {n: float(np.median(own[codes == i])) for i, n in enumerate(names)}
+        for i, name in enumerate(names):
+            own = evenly(np.flatnonzero(codes == i), queries_per_condition)
+            d = nearest_distances(ref, ref[own], k, exclude=(codes, codes[own]))
+            per_condition[name] = float(np.median(d))
     return TrainingDistance(test=test_d, conditions=per_condition, neighbours=k,
                             keys=[key for key in keys if key in train.meta])

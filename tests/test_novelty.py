@@ -84,6 +84,20 @@ def test_a_copy_is_near_a_new_condition_ranks_among_them_a_far_one_above_all(pla
         in far.text
 
 
+def test_medians_read_from_evenly_spaced_queries_where_there_are_many(planted):
+    x, tasks, new = planted
+    r = training_distance(_samples(x, tasks), _samples(new, ["u"] * 40), ["task"], k=5,
+                          test_queries=10, queries_per_condition=7)
+    ref, q = _scaled_by_numpy(x, x), _scaled_by_numpy(x, new)
+    rows = np.linspace(0, 39, 10).round().astype(int)
+    assert r.test == pytest.approx(np.median(_mean_k_smallest(cdist(q[rows], ref), 5)))
+    t = np.array(tasks)
+    for name in sorted(set(tasks)):
+        own = ref[t == name][np.linspace(0, 39, 7).round().astype(int)]
+        d = cdist(own, ref[t != name])
+        assert r.conditions[name] == pytest.approx(np.median(_mean_k_smallest(d, 5)))
+
+
 def test_one_training_condition_has_no_reference_and_missing_values_count_as_the_median():
     rng = np.random.default_rng(2)
     x = rng.normal(size=(20, 3))
