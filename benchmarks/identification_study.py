@@ -684,6 +684,21 @@ def joined(s: Any, keys: tuple[str, ...]) -> np.ndarray:
     return np.array(["/".join(p) for p in zip(*(s.meta[k].astype(str) for k in keys))])
 
 
+# the four training stores of the anchor study (as scanned with change_alignment) and the
+# observables read with it, for the scripts that read the headline view directly
+ANCHOR_TRAINING = ("anchor-train", "anchor-tasks", "anchor-tasks2", "anchor-activations")
+WITH_CHANGE = [*MEASURED, *GEOMETRY, CHANGE]
+
+
+def headline_samples(paths: list[str], meta_keys: tuple[str, ...]) -> Any:
+    """One sample per (network, layer) of the stores at `paths`, label rule_optimizer, read at
+    the headline view (100 units, 10% noise, 11 time points, recorded features) from the
+    measurable observables with change_alignment."""
+    feats = TrajectoryFeatures(WITH_CHANGE, units=100, noise=0.1, time_points=11,
+                               reference="none")
+    return make_samples(open_stores(paths), feats, "rule_optimizer", meta_keys=meta_keys)
+
+
 def sample_views(train: xr.Dataset, label: str, measurable: list[str],
                  class_views: tuple[tuple[str, Any], ...], meta_keys: tuple[str, ...],
                  say: Any, part: str, **view: Any) -> Any:

@@ -41,16 +41,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import identification_study as study  # noqa: E402
 
 from lrsim.analysis.crossval import class_proba, run_level_accuracy  # noqa: E402
-from lrsim.analysis.features import TrajectoryFeatures, make_samples  # noqa: E402
-
-TRAIN = ("anchor-train", "anchor-tasks", "anchor-tasks2", "anchor-activations")
-OBSERVABLES = [*study.MEASURED, *study.GEOMETRY, study.CHANGE]
 
 
 def samples(paths: list[str]) -> Any:
-    feats = TrajectoryFeatures(OBSERVABLES, units=100, noise=0.1, time_points=11,
-                               reference="none")
-    s = make_samples(study.open_stores(paths), feats, "rule_optimizer", meta_keys=("task",))
+    s = study.headline_samples(paths, meta_keys=("task",))
     s.X = np.nan_to_num(s.X)
     return s
 
@@ -108,7 +102,7 @@ def main() -> int:
     ap.add_argument("--trees", type=int, default=100)
     ap.add_argument("--out", default="benchmarks/results/stable-features.json")
     a = ap.parse_args()
-    tr = samples([f"{a.root}/{s}" for s in TRAIN])
+    tr = samples([f"{a.root}/{s}" for s in study.ANCHOR_TRAINING])
     tests = {t: samples([f"{a.root}/{t}"]) for t in a.test}
     ks = [*a.keep, tr.X.shape[1]]
     tasks = tr.meta["task"].astype(str)
@@ -139,7 +133,7 @@ def main() -> int:
     print(study.table(summary, list(summary[0])))
     Path(a.out).write_text(json.dumps({"features": int(tr.X.shape[1]), "trees": a.trees,
                                        "view": "100 units, 10% noise, 11 time points, recorded",
-                                       "observables": OBSERVABLES, "rows": rows,
+                                       "observables": study.WITH_CHANGE, "rows": rows,
                                        "summary": summary}, indent=1))
     return 0
 

@@ -33,19 +33,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import identification_study as study  # noqa: E402
 
 from lrsim.analysis.crossval import class_proba, run_level_accuracy  # noqa: E402
-from lrsim.analysis.features import TrajectoryFeatures, make_samples  # noqa: E402
 from lrsim.analysis.generalisation import GENERALISATION_KEYS  # noqa: E402
 from lrsim.analysis.novelty import training_distance  # noqa: E402
 
-TRAIN = ("anchor-train", "anchor-tasks", "anchor-tasks2", "anchor-activations")
-OBSERVABLES = [*study.MEASURED, *study.GEOMETRY, study.CHANGE]
-
 
 def samples(paths: list[str]) -> Any:
-    feats = TrajectoryFeatures(OBSERVABLES, units=100, noise=0.1, time_points=11,
-                               reference="none")
-    return make_samples(study.open_stores(paths), feats, "rule_optimizer",
-                        meta_keys=GENERALISATION_KEYS)
+    return study.headline_samples(paths, meta_keys=GENERALISATION_KEYS)
 
 
 def accuracy(tr: Any, te: Any, trees: int) -> float:
@@ -62,7 +55,7 @@ def main() -> int:
     ap.add_argument("--trees", type=int, default=200)
     ap.add_argument("--out", default="benchmarks/results/training-distance.json")
     a = ap.parse_args()
-    tr = samples([f"{a.root}/{s}" for s in TRAIN])
+    tr = samples([f"{a.root}/{s}" for s in study.ANCHOR_TRAINING])
     tasks = tr.meta["task"].astype(str)
     sets = [(f"task left out: {t}", tr.subset(tasks != t), tr.subset(tasks == t))
             for t in np.unique(tasks)]
@@ -84,7 +77,7 @@ def main() -> int:
     print("Spearman with accuracy (rho, p):", corr)
     print(study.table(rows, ["held out", "distance", "rank", "reference median",
                              "accuracy (6 classes)", "networks"]))
-    Path(a.out).write_text(json.dumps({"trees": a.trees, "observables": OBSERVABLES,
+    Path(a.out).write_text(json.dumps({"trees": a.trees, "observables": study.WITH_CHANGE,
                                        "view": "100 units, 10% noise, 11 time points, recorded",
                                        "rows": rows, "spearman": corr}, indent=1))
     return 0
