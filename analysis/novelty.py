@@ -11,6 +11,8 @@ feature space:
   column with no spread, or a missing value, counts as 0);
 - a sample's distance: the mean Euclidean distance to its k nearest training samples;
 - the test distance: the median over the test samples;
+- which observables put the test samples there: per observable, its share of the excess of
+  the test samples' squared scaled values over the training samples' (medians per column);
 - the reference: each training condition (its task, activation, architecture, substrate) in
   turn, the median distance of its samples to the k nearest training samples of *other*
   conditions, i.e. what a condition never trained on looks like from the rest of the store.
@@ -81,6 +83,27 @@ def nearest_distances(reference: np.ndarray, query: np.ndarray, k: int = NEIGHBO
     return out
 
 
+def observable_of(feature: str) -> str:
+    """The observable a feature column reads, e.g. 'weights' for 'weights.abs_mean[t3]'."""
+    return feature.split("[")[0].split(".")[0]
+
+
+def outside_shares(train: np.ndarray, test: np.ndarray, names: Sequence[str]
+                   ) -> dict[str, float]:
+    """Which observables put the test samples outside the training samples (both scaled):
+    per column the excess max(0, median over test of z^2 - median over training of z^2),
+    summed per observable and divided by the sum over all columns; largest first, observables
+    without excess left out (empty when no column has any)."""
+    excess = np.maximum(0.0, np.median(test ** 2, axis=0) - np.median(train ** 2, axis=0))
+    total = float(excess.sum())
+    if total <= 0:
+        return {}
+    per: dict[str, float] = {}
+    for name, e in zip(names, excess):
+        per[observable_of(name)] = per.get(observable_of(name), 0.0) + float(e) / total
+    return {k: v for k, v in sorted(per.items(), key=lambda kv: -kv[1]) if v > 0}
+
+
 def conditions(samples: Samples, keys: Sequence[str]) -> np.ndarray:
     """Per sample, its condition: the values of the meta `keys` it has, joined with '/'."""
     present = [k for k in keys if k in samples.meta]
@@ -100,7 +123,9 @@ def training_distance(train: Samples, test: Samples, keys: Sequence[str],
     med, iqr = robust_scale(train.X)
     ref = _scaled(train.X, med, iqr)
     queries = evenly(np.arange(len(test.X)), test_queries)
-    test_d = float(np.median(nearest_distances(ref, _scaled(test.X[queries], med, iqr), k)))
+    asked = _scaled(test.X[queries], med, iqr)
+    test_d = float(np.median(nearest_distances(ref, asked, k)))
+    shares = outside_shares(ref, asked, train.feature_names)
     cond = conditions(train, keys)
     names = sorted(set(cond))
     per_condition: dict[str, float] = {}
@@ -111,4 +136,5 @@ def training_distance(train: Samples, test: Samples, keys: Sequence[str],
             d = nearest_distances(ref, ref[own], k, exclude=(codes, codes[own]))
             per_condition[name] = float(np.median(d))
     return TrainingDistance(test=test_d, conditions=per_condition, neighbours=k,
-                            keys=[key for key in keys if key in train.meta])
+                            keys=[key for key in keys if key in train.meta],
+                            observables=shares)

@@ -185,12 +185,15 @@ class TrainingDistance:
     their `neighbours` nearest training samples (features scaled by the training median and
     interquartile range); `conditions`, per training condition (`keys` joined with '/'), the
     same distance of its samples from the other training conditions: what a condition never
-    trained on looks like from the rest."""
+    trained on looks like from the rest. `observables`: which observables put the test runs
+    there (each one's share of the excess of the test samples' squared scaled values over the
+    training samples', largest first)."""
 
     test: float
     conditions: dict[str, float] = field(default_factory=dict)
     neighbours: int = 5
     keys: list[str] = field(default_factory=list)
+    observables: dict[str, float] = field(default_factory=dict)
 
     @property
     def rank(self) -> float:
@@ -203,14 +206,16 @@ class TrainingDistance:
     def text(self) -> str:
         """One line, e.g. 'the test runs lie 27.7 from the training runs; each of the 72
         training conditions left out lies 6.5-35.9 from the others (median 13.8): farther
-        than 88% of them'."""
+        than 88% of them; most of it in coupling 62%, weights 20%' (observables with 5% or
+        more of the excess, at most 3)."""
         line = f"the test runs lie {self.test:.1f} from the training runs"
         ref = list(self.conditions.values())
-        if not ref:
-            return line
-        return (f"{line}; each of the {len(ref)} training conditions left out lies "
-                f"{min(ref):.1f}-{max(ref):.1f} from the others (median {np.median(ref):.1f}):"
-                f" farther than {self.rank:.0%} of them")
+        if ref:
+            line += (f"; each of the {len(ref)} training conditions left out lies "
+                     f"{min(ref):.1f}-{max(ref):.1f} from the others (median "
+                     f"{np.median(ref):.1f}): farther than {self.rank:.0%} of them")
+        most = [f"{o} {v:.0%}" for o, v in list(self.observables.items())[:3] if v >= 0.05]
+        return line + (f"; most of it in {', '.join(most)}" if most else "")
 
 
 @dataclass

@@ -65,6 +65,7 @@ def main() -> int:
         d = training_distance(fit_on, held, GENERALISATION_KEYS)
         ref = list(d.conditions.values())
         rows.append({"held out": name, "distance": d.test, "rank": d.rank,
+                     "observables": d.observables,
                      "conditions": len(ref), "reference median": float(np.median(ref)),
                      "reference range": [min(ref), max(ref)],
                      "accuracy (6 classes)": accuracy(fit_on, held, a.trees),

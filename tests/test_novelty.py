@@ -13,14 +13,14 @@ import pytest
 from scipy.spatial.distance import cdist
 
 from lrsim.analysis.features import Samples
-from lrsim.analysis.novelty import nearest_distances, training_distance
+from lrsim.analysis.novelty import nearest_distances, outside_shares, training_distance
 from lrsim.analysis.results import TrainingDistance
 
 
-def _samples(x: np.ndarray, tasks: list[str]) -> Samples:
+def _samples(x: np.ndarray, tasks: list[str], names: list[str] | None = None) -> Samples:
     n = len(x)
     return Samples(x, np.array(["a", "b"] * (n // 2)), np.arange(n) // 2, np.zeros(n),
-                   [f"f{i}" for i in range(x.shape[1])], [], 1, 0,
+                   names or [f"f{i}" for i in range(x.shape[1])], [], 1, 0,
                    {"task": np.array(tasks, dtype=object)})
 
 
@@ -109,5 +109,23 @@ def test_one_training_condition_has_no_reference_and_missing_values_count_as_the
     assert r.test == pytest.approx(np.median(_mean_k_smallest(cdist(q, _scaled_by_numpy(x, x)),
                                                               2)))
     assert r.conditions == {} and math.isnan(r.rank)
-    assert r.text == f"the test runs lie {r.test:.1f} from the training runs"
+    assert r.text.startswith(f"the test runs lie {r.test:.1f} from the training runs")
+    assert "training conditions" not in r.text
     assert TrainingDistance(1.0).conditions == {}
+
+
+def test_the_observable_that_moved_gets_the_excess_computed_by_hand():
+    rng = np.random.default_rng(3)
+    names = ["a[t0]", "a[t1]", "b.mean[t0]", "b.sq_mean[t1]", "depth"]
+    train = rng.normal(size=(300, 5))
+    test = rng.normal(size=(200, 5))
+    test[:, 2:4] += 6.0  # both columns of observable b move far outside the training range
+    shares = outside_shares(train, test, names)
+    excess = np.maximum(0, np.median(test ** 2, axis=0) - np.median(train ** 2, axis=0))
+    want_b = excess[2:4].sum() / excess.sum()
+    assert list(shares)[0] == "b" and shares["b"] == pytest.approx(want_b)
+    assert shares["b"] > 0.95 and sum(shares.values()) == pytest.approx(1.0)
+    assert outside_shares(train, train, names) == {}  # no excess anywhere
+    r = training_distance(_samples(train, ["t"] * 300, names), _samples(test, ["u"] * 200),
+                          ["task"])
+    assert r.text.endswith(f"; most of it in b {r.observables['b']:.0%}")
