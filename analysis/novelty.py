@@ -27,6 +27,7 @@ the training conditions scored 40-52%; but one set as near as a typical conditio
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -68,7 +69,8 @@ def nearest_distances(reference: np.ndarray, query: np.ndarray, k: int = NEIGHBO
                       exclude: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Per query row, the mean Euclidean distance to its k nearest rows of `reference`
     (already scaled). `exclude` = (reference labels, query labels): a query row ignores the
-    reference rows that carry its own label."""
+    reference rows that carry its own label (with fewer than k rows left, the mean is over
+    those; NaN where none is left)."""
     k = min(k, len(reference))
     ref_sq = np.einsum("ij,ij->i", reference, reference)
     out = np.empty(len(query))
@@ -78,8 +80,11 @@ def nearest_distances(reference: np.ndarray, query: np.ndarray, k: int = NEIGHBO
         np.maximum(d2, 0.0, out=d2)
         if exclude is not None:
             d2[exclude[1][start:start + _CHUNK, None] == exclude[0][None, :]] = np.inf
-        part = np.partition(d2, k - 1, axis=1)[:, :k]
-        out[start:start + len(q)] = np.sqrt(part).mean(axis=1)
+        part = np.sqrt(np.partition(d2, k - 1, axis=1)[:, :k])
+        part[np.isinf(part)] = np.nan
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a row with nothing left: NaN
+            out[start:start + len(q)] = np.nanmean(part, axis=1)
     return out
 
 

@@ -44,6 +44,13 @@ def test_nearest_distances_equal_scipy_with_and_without_excluded_labels():
     d[lab_q[:, None] == lab_r[None, :]] = np.inf
     assert np.allclose(nearest_distances(ref, query, 3, exclude=(lab_r, lab_q)),
                        _mean_k_smallest(d, 3), atol=1e-9)
+    # fewer rows of other labels than k: the mean over those left, NaN where none is
+    few = nearest_distances(ref[:4], query[:2], 3, exclude=(np.array([0, 0, 0, 1]),
+                                                            np.array([0, 1])))
+    assert few[0] == pytest.approx(cdist(query[:1], ref[3:4])[0, 0])
+    assert few[1] == pytest.approx(np.sort(cdist(query[1:2], ref[:3])[0]).mean())
+    assert np.isnan(nearest_distances(ref[:2], query[:1], 2,
+                                      exclude=(np.array([0, 0]), np.array([0])))[0])
 
 
 @pytest.fixture(scope="module")
