@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/lrsim demo --out lrsim-demo
 
-# the suite without the long tests (about 20 minutes on 2 cores); CI also runs test-slow
+# the suite without the long tests (13.5 min on 2 idle cores, 6 Dec 2026); CI also runs test-slow
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not gpu and not slow" $(PYTEST_ARGS)
 

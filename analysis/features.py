@@ -77,6 +77,12 @@ READOUT = "readout"
 _POPULATION_DIMS = {"run", "time", POPULATION, "units", "noise"}
 
 
+def observable_of(feature: str) -> str:
+    """The observable a feature column of `TrajectoryFeatures` reads: 'weights' for
+    'weights.abs_mean[t3]', 'rate' for 'rate.exc[t0]', 'depth' for the static depth."""
+    return feature.split("[")[0].split(".")[0]
+
+
 def time_index(n_time: int, fraction: float = 1.0, time_points: int | None = None) -> np.ndarray:
     """Indices into a time axis of `n_time` points: the first ceil(fraction * n_time) are seen,
     of which `time_points` are taken evenly (`round(linspace(0, seen - 1, time_points))`)."""

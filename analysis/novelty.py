@@ -32,7 +32,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from lrsim.analysis.features import Samples
+from lrsim.analysis.features import Samples, observable_of
 from lrsim.analysis.results import TrainingDistance
 
 NEIGHBOURS = 5
@@ -86,11 +86,6 @@ def nearest_distances(reference: np.ndarray, query: np.ndarray, k: int = NEIGHBO
             warnings.simplefilter("ignore", RuntimeWarning)  # a row with nothing left: NaN
             out[start:start + len(q)] = np.nanmean(part, axis=1)
     return out
-
-
-def observable_of(feature: str) -> str:
-    """The observable a feature column reads, e.g. 'weights' for 'weights.abs_mean[t3]'."""
-    return feature.split("[")[0].split(".")[0]
 
 
 def outside_shares(train: np.ndarray, test: np.ndarray, names: Sequence[str]

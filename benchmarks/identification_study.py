@@ -99,6 +99,7 @@ from lrsim.analysis.evaluation import (  # noqa: E402
 from lrsim.analysis.features import (  # noqa: E402
     TrajectoryFeatures,
     make_samples,
+    observable_of,
     usable_runs,
 )
 from lrsim.analysis.siblings import split_units  # noqa: E402
@@ -717,7 +718,7 @@ def sample_views(train: xr.Dataset, label: str, measurable: list[str],
 
 def family_columns(s: Any, family: tuple[str, ...]) -> np.ndarray:
     """The feature columns of the observables in `family` (and the static layer depth)."""
-    obs = np.array([n.split("[")[0].split(".")[0] for n in s.feature_names])
+    obs = np.array([observable_of(n) for n in s.feature_names])
     return np.isin(obs, [*family, "depth"])
 
 
