@@ -1,6 +1,6 @@
 """Every experiment file shipped in experiments/ reads, validates and expands into runs (what
-`lrsim run` / `lrsim scan` do before any training), and the anchor study's calibration store
-holds the test condition with networks the test store does not have."""
+`lrsim run` / `lrsim scan` do before any training), and the anchor study's calibration stores
+hold their test condition with networks the test store does not have."""
 
 from __future__ import annotations
 
@@ -28,8 +28,14 @@ def _networks(name: str) -> list[dict]:
             for r in expand(validate_registries(load(path), str(path)), str(path))]
 
 
-def test_calibration_store_is_the_test_condition_with_other_networks():
-    test, calib = _networks("anchor-test"), _networks("anchor-calibration")
+@pytest.mark.parametrize("test_store, calibration_store",
+                         [("anchor-test", "anchor-calibration"),
+                          ("anchor-test2", "anchor-calibration2")])
+def test_calibration_store_is_the_test_condition_with_other_networks(test_store,
+                                                                     calibration_store):
+    """Same task, activation, architecture, classes and recorded observables as its test
+    store; 4 networks per class, none with a seed or learning rate of a test network."""
+    test, calib = _networks(test_store), _networks(calibration_store)
 
     def condition(r: dict) -> tuple:
         return r["task"]["name"], r["model"]["activation"], tuple(r["model"]["hidden"])
@@ -42,6 +48,8 @@ def test_calibration_store_is_the_test_condition_with_other_networks():
     assert set(per_class.values()) == {4}
     assert not {r["seed"] for r in calib} & {r["seed"] for r in test}
     assert not {r["lr"] for r in calib} & {r["lr"] for r in test}
+    assert {tuple(r["observe"]["observables"]) for r in calib} == \
+        {tuple(r["observe"]["observables"]) for r in test}
 
 
 TRAINING_STORES = ("anchor-train", "anchor-tasks", "anchor-tasks2", "anchor-tasks3",
