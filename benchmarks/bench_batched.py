@@ -20,6 +20,9 @@ digits training set, all K networks at lr 0.01. Variants (`benchmarks/peers.py`)
           (`FusedStep`); `--chunk C` also runs it C replicas at a time.
   biotorch BioTorch's feedback alignment, per network (rule feedback_alignment only; skipped
           when BioTorch is not importable).
+  floor   the step's matrix products alone (`MatmulFloor`), chunked as the trainer is: a lower
+          bound on the time of any step that does this step's matmuls with torch's batched
+          matmul, so vmap / floor is the most any such step could lead the vmap peer by.
 
 Clock: `time.thread_time` (CPU time of this thread) with one torch thread, so time the machine
 gives to other processes is not counted. Figures: per variant the median seconds per step over
@@ -54,6 +57,7 @@ from peers import NNLoop, VmapPeer, biotorch_fa  # noqa: E402
 
 from lrsim.config import parse, replicas  # noqa: E402
 from lrsim.models.rate import RateNetwork  # noqa: E402
+from lrsim.models.rate.chunks import chunk_size  # noqa: E402
 from lrsim.models.rate.train import (  # noqa: E402
     DIVERGENCE_CHECK_EVERY,
     _mark_divergence,
@@ -198,6 +202,46 @@ class FusedStep:
                        lr[:, :, 0], c1, c2)
 
 
+class MatmulFloor:
+    """The matrix products of one backprop step and nothing else, on preallocated tensors:
+
+    forward          h_l = b_l + h_{l-1} W_l^T          (`baddbmm`, out= a kept buffer)
+    error            d_{l-1} = d_l W_l, l = L..2        (`bmm`)
+    weight update    W_l += alpha d_l^T h_{l-1}         (`baddbmm_` into W: no gradient tensor)
+
+    the same products (and FLOPs, `step_flops`) as the trainer's step, without the
+    nonlinearity, the loss, the biases' update, the minibatch gather or any optimizer state; d_L
+    is a fixed random error and alpha tiny, so the values stay bounded. `chunk` runs it on C
+    replicas at a time, as the trainer does. Any step built of these products with torch's
+    batched matmul takes at least this long."""
+
+    def __init__(self, width: int, k: int, chunk: int | None):
+        sizes = [N_IN, width, width, N_OUT]
+        gen = torch.Generator().manual_seed(0)
+        self.w = [torch.randn(k, o, i, generator=gen) / i**0.5
+                  for i, o in zip(sizes[:-1], sizes[1:])]
+        self.b = [torch.zeros(k, 1, o) for o in sizes[1:]]
+        self.x = torch.randn(k, BATCH, N_IN, generator=gen)
+        self.h = [torch.empty(k, BATCH, o) for o in sizes[1:]]
+        self.d = [torch.empty(k, BATCH, o) for o in sizes[1:]]
+        self.d[-1].normal_(generator=gen)
+        self.spans = [slice(a, a + (chunk or k)) for a in range(0, k, chunk or k)]
+
+    def run(self, n: int) -> None:
+        n_l = len(self.w)
+        for _ in range(n):
+            for sl in self.spans:
+                h = [self.x[sl]]
+                for l in range(n_l):
+                    torch.baddbmm(self.b[l][sl], h[l], self.w[l][sl].transpose(1, 2),
+                                  out=self.h[l][sl])
+                    h.append(self.h[l][sl])
+                for l in range(n_l - 1, 0, -1):
+                    torch.bmm(self.d[l][sl], self.w[l][sl], out=self.d[l - 1][sl])
+                for l in range(n_l):
+                    self.w[l][sl].baddbmm_(self.d[l][sl].transpose(1, 2), h[l], alpha=-1e-7)
+
+
 def _adam_update(w: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tensor,
                  lr: torch.Tensor, c1: float, c2: float) -> None:
     """m <- b1 m + (1-b1) g; v <- b2 v + (1-b2) g^2; w -= lr m/c1 / (sqrt(v/c2) + eps)."""
@@ -265,6 +309,11 @@ def measure(width: int, k: int, optimizer: str, rule: str, variants: list[str], 
         if chunk and chunk < k:
             peers[f"fused/{chunk}"] = FusedStep(x, onehot, width, k, optimizer, chunk,
                                                 adam_impl).run
+    if "floor" in variants:
+        net = RateNetwork([N_IN, width, width, N_OUT], "relu", seeds=list(range(k)))
+        used = chunk_size(net.weights, net.dense, "cpu", batch=BATCH) \
+            if trainer_chunk == "auto" else trainer_chunk
+        peers["floor"] = MatmulFloor(width, k, used).run
     if "biotorch" in variants and rule == "feedback_alignment":
         import contextlib
         import io
@@ -289,7 +338,7 @@ def main() -> None:
     ap.add_argument("--optimizers", nargs="+", default=["sgd"])
     ap.add_argument("--rule", default="backprop")
     ap.add_argument("--variants", nargs="+", default=["loop", "vmap", "fused"],
-                    help="loop vmap whole fused biotorch (see the module docstring)")
+                    help="loop vmap whole fused biotorch floor (see the module docstring)")
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--every", type=int, default=25,
                     help="steps per timed interval (25 = the trainer's divergence-check period)")
@@ -342,6 +391,12 @@ def main() -> None:
                                  / peak}
                     text.append(f"{name} {row[name]['ratio']:.2f}x "
                                 f"[{ratios[0]:.2f}-{ratios[-1]:.2f}]")
+                if "vmap" in times and "floor" in times:  # the most a bmm step could lead by
+                    ratios = sorted(v / f for v, f in zip(times["vmap"], times["floor"]))
+                    row["vmap_floor"] = {"ratio": statistics.median(ratios), "lo": ratios[0],
+                                         "hi": ratios[-1]}
+                    text.append(f"vmap/floor {row['vmap_floor']['ratio']:.2f}x "
+                                f"[{ratios[0]:.2f}-{ratios[-1]:.2f}]")
                 print(" | ".join(text), flush=True)
                 if args.json:
                     with open(args.json, "a") as fh:
@@ -351,11 +406,12 @@ def main() -> None:
 def render(rows: list[dict]) -> str:
     """Markdown table: per point lrsim's s/step and % of peak, and each variant's time as a
     multiple of lrsim's (median of the per-round ratios, [min-max])."""
-    names = [n for n in ("loop", "vmap", "whole", "biotorch", "fused")
+    names = [n for n in ("loop", "vmap", "whole", "biotorch", "fused", "floor", "vmap_floor")
              if any(n in r for r in rows)]
     head = {"loop": "torch.nn loop / lrsim", "vmap": "vmap peer / lrsim",
             "whole": "whole-batch trainer / lrsim", "biotorch": "BioTorch FA loop / lrsim",
-            "fused": "prototype / lrsim"}
+            "fused": "prototype / lrsim", "floor": "matmul floor / lrsim",
+            "vmap_floor": "vmap peer / matmul floor"}
     chunks = any("chunk" in r for r in rows)  # rows before replica chunking have none
     out = ["| rule, optimizer | width | K | " + ("chunk | " if chunks else "")
            + "lrsim s/step | lrsim % of peak | " + " | ".join(head[n] for n in names) + " |",
