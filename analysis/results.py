@@ -254,11 +254,17 @@ class HeldOut:
     distance: TrainingDistance | None = None
 
     @property
+    def new_to_training(self) -> list[str]:
+        """The condition keys (task, activation, ...) whose test-run values no training run has
+        ([] where all were trained on, or where it was not recorded)."""
+        return [k for k, v in self.seen_in_training.items() if not v]
+
+    @property
     def condition(self) -> str:
         """The test runs' condition against the training runs' (`seen_in_training`), e.g.
         'new to training: task, activation, architecture; also trained on: substrate rate';
         '' where it was not recorded (a --holdout, or results written before)."""
-        new = [k for k, v in self.seen_in_training.items() if not v]
+        new = self.new_to_training
         seen = ", ".join(f"{k} {', '.join(v)}" for k, v in self.seen_in_training.items() if v)
         return "; ".join(([f"new to training: {', '.join(new)}"] if new else [])
                          + ([f"also trained on: {seen}"] if seen else []))

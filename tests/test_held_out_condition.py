@@ -74,8 +74,13 @@ def test_a_condition_never_trained_on_is_said_so(new_task):
     assert "the test runs' condition: new to training: architecture, task" in "\n".join(
         summary_lines(r))
     assert "their condition: new to training: architecture, task;" in render(r)
+    hint = "to identify rules in this condition, train on simulated runs of it too"
+    assert f"{hint} (its architecture, task; other seeds)" in "\n".join(summary_lines(r))
+    assert f"{hint}: its architecture, task, other seeds" in render(r)
     ho.seen_in_training = {"architecture": ["64"], "task": ["digits"]}
     assert ho.condition == "also trained on: architecture 64, task digits"
+    assert ho.new_to_training == []
+    assert hint not in "\n".join(summary_lines(r)) and hint not in render(r)
     older = HeldOut("test_store", "store", "x", 10, 10, ["a", "b"], [], {})
     assert older.condition == "" and older.seen_in_training == {}  # written before
     d = r.to_dict()

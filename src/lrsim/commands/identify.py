@@ -275,6 +275,9 @@ def summary_lines(r: IdentifyResult) -> list[str]:
                      f"test runs), measurable only:")
         if ho.condition:
             lines.append(f"  the test runs' condition: {ho.condition}")
+        if ho.new_to_training:
+            lines.append("  to identify rules in this condition, train on simulated runs of it "
+                         "too (its " + ", ".join(ho.new_to_training) + "; other seeds)")
         if ho.distance is not None:
             lines.append(f"  in feature space: {ho.distance.text}")
         for clf, s in ho.scores.items():
