@@ -212,10 +212,10 @@ class MatmulFloor:
     the same products (and FLOPs, `step_flops`) as the trainer's step, without the
     nonlinearity, the loss, the biases' update, the minibatch gather or any optimizer state; d_L
     is a fixed random error and alpha tiny, so the values stay bounded. `chunk` runs it on C
-    replicas at a time, as the trainer does. Any step built of these products with torch's
-    batched matmul takes at least this long."""
+    replicas at a time ("auto": the trainer's own choice for these weights, `chunk_size`).
+    Any step built of these products with torch's batched matmul takes at least this long."""
 
-    def __init__(self, width: int, k: int, chunk: int | None):
+    def __init__(self, width: int, k: int, chunk: int | str | None):
         sizes = [N_IN, width, width, N_OUT]
         gen = torch.Generator().manual_seed(0)
         self.w = [torch.randn(k, o, i, generator=gen) / i**0.5
@@ -225,7 +225,10 @@ class MatmulFloor:
         self.h = [torch.empty(k, BATCH, o) for o in sizes[1:]]
         self.d = [torch.empty(k, BATCH, o) for o in sizes[1:]]
         self.d[-1].normal_(generator=gen)
-        self.spans = [slice(a, a + (chunk or k)) for a in range(0, k, chunk or k)]
+        if chunk == "auto":
+            chunk = chunk_size(self.w, True, "cpu", batch=BATCH)
+        size = int(chunk or k)
+        self.spans = [slice(a, a + size) for a in range(0, k, size)]
 
     def run(self, n: int) -> None:
         n_l = len(self.w)
@@ -310,10 +313,7 @@ def measure(width: int, k: int, optimizer: str, rule: str, variants: list[str], 
             peers[f"fused/{chunk}"] = FusedStep(x, onehot, width, k, optimizer, chunk,
                                                 adam_impl).run
     if "floor" in variants:
-        net = RateNetwork([N_IN, width, width, N_OUT], "relu", seeds=list(range(k)))
-        used = chunk_size(net.weights, net.dense, "cpu", batch=BATCH) \
-            if trainer_chunk == "auto" else trainer_chunk
-        peers["floor"] = MatmulFloor(width, k, used).run
+        peers["floor"] = MatmulFloor(width, k, trainer_chunk).run
     if "biotorch" in variants and rule == "feedback_alignment":
         import contextlib
         import io
