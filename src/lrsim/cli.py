@@ -155,11 +155,11 @@ def _quiet_shutdown() -> None:
     complain while the interpreter exits; the one line that was printed says all there is."""
     import logging
 
-    from lrsim.scan.worker_logging import QUIET_LOGGERS
+    from lrsim.scan.worker_logging import quiet_loggers
 
     sys.unraisablehook = lambda _: None
-    for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+    for logger in quiet_loggers():
+        logger.setLevel(logging.CRITICAL + 1)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 
 from lrsim.config import ClusterSpec
 from lrsim.errors import ConfigError, LrsimError
-from lrsim.scan.worker_logging import QUIET_LOGGERS
+from lrsim.scan.worker_logging import quiet_loggers
 
 JOBQUEUE_KINDS = ("slurm", "pbs", "sge", "lsf", "local")
 _JOBQUEUE_CLASS = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "sge": "SGECluster",
@@ -199,7 +199,7 @@ def embedded(workers: int | None = None, dashboard: str | None = None) -> Iterat
 def quietly(close: Any) -> None:
     """Close a client or cluster without Dask's shutdown chatter (a job cancelled on a worker
     that is going away logs errors that mean nothing to the user)."""
-    loggers = [logging.getLogger(n) for n in QUIET_LOGGERS]
+    loggers = quiet_loggers()
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.CRITICAL)

@@ -17,6 +17,17 @@ from typing import Any
 QUIET_LOGGERS = ("distributed", "tornado", "asyncio")
 
 
+def quiet_loggers() -> list[logging.Logger]:
+    """The loggers of QUIET_LOGGERS and every existing logger under them. A level set on a
+    parent does not reach a child with a level of its own, and Dask's logging configuration
+    gives some their own (tornado.application ERROR, distributed.client WARNING): after
+    Ctrl-C, tornado.application printed a traceback of Dask's cancelled `sync` call under
+    lrsim's one line."""
+    names = set(QUIET_LOGGERS) | {n for n in logging.root.manager.loggerDict
+                                  if n.split(".")[0] in QUIET_LOGGERS}
+    return [logging.getLogger(n) for n in sorted(names)]
+
+
 def dask_setup(worker: Any) -> None:
-    for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.CRITICAL)
+    for logger in quiet_loggers():
+        logger.setLevel(logging.CRITICAL)
